@@ -1,0 +1,141 @@
+//! A set of workflows checked together: references between files and concurrent-start cycles.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::diag::Diagnostic;
+use crate::workflow::{NodeKind, Workflow};
+
+/// The workflows an administrator deployed, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Workflows by id.
+    pub workflows: BTreeMap<String, Arc<Workflow>>,
+}
+
+impl Catalog {
+    /// Checks `workflows` together. Returns the catalog of the valid ones and every
+    /// problem found across files (duplicate ids, unknown workflows, start cycles).
+    pub fn build(workflows: Vec<Workflow>) -> (Catalog, Vec<Diagnostic>) {
+        let mut diags = Vec::new();
+        let mut by_id: BTreeMap<String, Arc<Workflow>> = BTreeMap::new();
+        for wf in workflows {
+            if let Some(first) = by_id.get(&wf.id) {
+                diags.push(
+                    Diagnostic::error(
+                        &wf.file,
+                        crate::Pos { line: 1, col: 1 },
+                        format!("duplicate workflow id `{}`", wf.id),
+                    )
+                    .with_hint(format!("`{}` already defines it", first.file)),
+                );
+                continue;
+            }
+            by_id.insert(wf.id.clone(), Arc::new(wf));
+        }
+        for wf in by_id.values() {
+            for s in &wf.on_start {
+                if !by_id.contains_key(&s.workflow) {
+                    diags.push(unknown(wf, s.pos, &s.workflow, &by_id));
+                }
+            }
+            for node in &wf.nodes {
+                if let NodeKind::Start { workflow, .. } = &node.kind {
+                    if !by_id.contains_key(workflow) {
+                        diags.push(unknown(wf, node.pos, workflow, &by_id));
+                    }
+                }
+            }
+        }
+        diags.extend(start_cycles(&by_id));
+        // A workflow with a broken reference is kept out, and so is everything that
+        // starts it concurrently, so no instance can be created half-linked.
+        let bad: Vec<String> = diags
+            .iter()
+            .filter_map(|d| {
+                by_id
+                    .values()
+                    .find(|w| w.file == d.file)
+                    .map(|w| w.id.clone())
+            })
+            .collect();
+        for id in bad {
+            by_id.remove(&id);
+        }
+        (Catalog { workflows: by_id }, diags)
+    }
+
+    /// The workflow with this id.
+    pub fn get(&self, id: &str) -> Option<&Arc<Workflow>> {
+        self.workflows.get(id)
+    }
+}
+
+fn unknown(
+    wf: &Workflow,
+    pos: crate::Pos,
+    target: &str,
+    known: &BTreeMap<String, Arc<Workflow>>,
+) -> Diagnostic {
+    let names: Vec<&str> = known.keys().map(String::as_str).collect();
+    let d = Diagnostic::error(&wf.file, pos, format!("unknown workflow `{target}`"));
+    match crate::definition::did_you_mean(target, &names) {
+        Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+        None => d.with_hint(format!("known workflows: {}", names.join(", "))),
+    }
+}
+
+/// Cycles in the "starts concurrently" relation: A starting B starting A would never end.
+fn start_cycles(by_id: &BTreeMap<String, Arc<Workflow>>) -> Vec<Diagnostic> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Open,
+        Done,
+    }
+    fn visit(
+        id: &str,
+        by_id: &BTreeMap<String, Arc<Workflow>>,
+        marks: &mut HashMap<String, Mark>,
+        path: &mut Vec<String>,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        match marks.get(id) {
+            Some(Mark::Done) => return,
+            Some(Mark::Open) => {
+                let from = path.iter().position(|p| p == id).unwrap_or(0);
+                let mut cycle = path[from..].to_vec();
+                cycle.push(id.to_owned());
+                if let Some(wf) = by_id.get(id) {
+                    let pos = wf
+                        .on_start
+                        .first()
+                        .map_or(crate::Pos { line: 1, col: 1 }, |s| s.pos);
+                    out.push(
+                        Diagnostic::error(
+                            &wf.file,
+                            pos,
+                            format!("concurrent starts form a cycle: {}", cycle.join(" → ")),
+                        )
+                        .with_hint("a workflow may not, through `on_start`, start itself again"),
+                    );
+                }
+                return;
+            }
+            None => {}
+        }
+        let Some(wf) = by_id.get(id) else { return };
+        marks.insert(id.to_owned(), Mark::Open);
+        path.push(id.to_owned());
+        for s in &wf.on_start {
+            visit(&s.workflow, by_id, marks, path, out);
+        }
+        path.pop();
+        marks.insert(id.to_owned(), Mark::Done);
+    }
+    let mut marks = HashMap::new();
+    let mut out = Vec::new();
+    for id in by_id.keys() {
+        visit(id, by_id, &mut marks, &mut Vec::new(), &mut out);
+    }
+    out
+}

@@ -1,0 +1,1 @@
+//! The clearflow daemon and command-line interface.

@@ -1,0 +1,2 @@
+//! The `clearflow` binary: command-line entry point.
+fn main() {}
