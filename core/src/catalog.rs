@@ -16,7 +16,7 @@ pub struct Catalog {
 impl Catalog {
     /// Checks `workflows` together. Returns the catalog of the valid ones and every
     /// problem found across files (duplicate ids, unknown workflows, start cycles).
-    pub fn build(workflows: Vec<Workflow>) -> (Catalog, Vec<Diagnostic>) {
+    pub fn build(workflows: Vec<Arc<Workflow>>) -> (Catalog, Vec<Diagnostic>) {
         let mut diags = Vec::new();
         let mut by_id: BTreeMap<String, Arc<Workflow>> = BTreeMap::new();
         for wf in workflows {
@@ -24,14 +24,14 @@ impl Catalog {
                 diags.push(
                     Diagnostic::error(
                         &wf.file,
-                        crate::Pos { line: 1, col: 1 },
+                        wf.id_pos,
                         format!("duplicate workflow id `{}`", wf.id),
                     )
                     .with_hint(format!("`{}` already defines it", first.file)),
                 );
                 continue;
             }
-            by_id.insert(wf.id.clone(), Arc::new(wf));
+            by_id.insert(wf.id.clone(), wf);
         }
         for wf in by_id.values() {
             for s in &wf.on_start {
@@ -40,10 +40,10 @@ impl Catalog {
                 }
             }
             for node in &wf.nodes {
-                if let NodeKind::Start { workflow, .. } = &node.kind {
-                    if !by_id.contains_key(workflow) {
-                        diags.push(unknown(wf, node.pos, workflow, &by_id));
-                    }
+                if let NodeKind::Start { workflow, .. } = &node.kind
+                    && !by_id.contains_key(workflow)
+                {
+                    diags.push(unknown(wf, node.pos, workflow, &by_id));
                 }
             }
         }
@@ -62,6 +62,20 @@ impl Catalog {
         for id in bad {
             by_id.remove(&id);
         }
+        // Then, until nothing changes, whatever starts a workflow that was kept out.
+        loop {
+            let broken: Vec<String> = by_id
+                .values()
+                .filter(|w| started(w).any(|s| !by_id.contains_key(s)))
+                .map(|w| w.id.clone())
+                .collect();
+            if broken.is_empty() {
+                break;
+            }
+            for id in broken {
+                by_id.remove(&id);
+            }
+        }
         (Catalog { workflows: by_id }, diags)
     }
 
@@ -69,6 +83,17 @@ impl Catalog {
     pub fn get(&self, id: &str) -> Option<&Arc<Workflow>> {
         self.workflows.get(id)
     }
+}
+
+/// Every workflow `wf` starts, concurrently or from a step.
+fn started(wf: &Workflow) -> impl Iterator<Item = &str> {
+    wf.on_start
+        .iter()
+        .map(|s| s.workflow.as_str())
+        .chain(wf.nodes.iter().filter_map(|n| match &n.kind {
+            NodeKind::Start { workflow, .. } => Some(workflow.as_str()),
+            _ => None,
+        }))
 }
 
 fn unknown(

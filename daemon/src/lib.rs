@@ -1,1 +1,24 @@
-//! The clearflow daemon and command-line interface.
+//! The clearflow daemon and command-line interface: the shell around the pure core.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `clearflow` command (clap), local commands and an HTTP client.
+//! - [`config`]: configuration from a TOML file and `CLEARFLOW__…` variables.
+//! - [`server`]: `clearflow serve`, signals (SIGTERM drains, SIGHUP reloads).
+//! - [`registry`]: deployed workflows, calendars and every version in use.
+//! - [`worker`]: the engine loop: claim, advance through the pure engine, commit.
+//! - [`store`]: the sqlx store for SQLite and PostgreSQL.
+//! - [`api`]: the axum HTTP API.
+//! - [`clock`]: the system clock or a manual one for tests.
+//!
+//! **Architecture invariant:** all IO of clearflow happens in this crate; decisions
+//! about instances are made by `clearflow_core::engine`, never here.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod registry;
+pub mod server;
+pub mod store;
+pub mod worker;

@@ -1,2 +1,5 @@
 //! The `clearflow` binary: command-line entry point.
-fn main() {}
+
+fn main() -> std::process::ExitCode {
+    clearflow::cli::main()
+}

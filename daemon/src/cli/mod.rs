@@ -1,0 +1,360 @@
+//! The `clearflow` command line: local commands (validate, graph, schema) and runtime
+//! commands that talk to a running daemon's HTTP API.
+
+mod client;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use client::Client;
+
+/// clearflow — durable workflow automation.
+#[derive(Debug, Parser)]
+#[command(name = "clearflow", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Remote {
+    /// The daemon's URL.
+    #[arg(long, env = "CLEARFLOW_SERVER", default_value = "http://127.0.0.1:7878", global = true)]
+    server: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, env = "CLEARFLOW_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check workflow files (or folders of them); exit 1 on any error.
+    Validate {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the diagnostics as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a workflow as a Mermaid flowchart.
+    Graph {
+        /// The workflow file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of workflow files.
+    Schema,
+    /// Work with instances on a running daemon.
+    Instances {
+        #[command(subcommand)]
+        command: InstanceCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Send a keyed external event to every instance waiting for it.
+    Events {
+        #[command(subcommand)]
+        command: EventCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show or move the daemon's manual clock (tests and demos).
+    Clock {
+        /// Move the clock forward by this duration (e.g. `90s`, `3d`).
+        #[arg(long)]
+        advance: Option<String>,
+        /// Move the clock to this RFC 3339 time.
+        #[arg(long)]
+        set: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InstanceCommand {
+    /// Start an instance; prints its id.
+    Start {
+        /// The workflow id.
+        workflow: String,
+        /// A JSON file with the input (`-` for standard input).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The same key never starts a second instance.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show an instance with its history.
+    Show {
+        /// The instance id.
+        id: String,
+    },
+    /// List instances, newest first.
+    List {
+        /// Only this workflow.
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Only this status (running, completed, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send an event to an instance.
+    Signal {
+        /// The instance id.
+        id: String,
+        /// The event name.
+        event: String,
+        /// A JSON file with the event's data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The correlation key.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Cancel an instance.
+    Cancel {
+        /// The instance id.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventCommand {
+    /// Send an event with a key.
+    Send {
+        /// The event name.
+        name: String,
+        /// The correlation key.
+        #[arg(long)]
+        key: String,
+        /// A JSON file with the event's data.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+}
+
+/// Runs the command line; the binary's `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            crate::server::init_logging(&cfg.log);
+            crate::server::serve(cfg).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { paths, json } => Ok(validate(&paths, json)),
+        Command::Graph { file } => {
+            let src = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            match clearflow_core::load(&file.display().to_string(), &src) {
+                Ok(wf) => {
+                    print!("{}", clearflow_core::graph::mermaid(&wf));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(diags) => {
+                    for d in diags {
+                        eprintln!("{d}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Schema => {
+            print!("{}", clearflow_core::schema::workflow_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Instances { command, remote } => instances(command, &remote).await,
+        Command::Events { command: EventCommand::Send { name, key, data }, remote } => {
+            let client = Client::new(&remote.server);
+            let data = read_json(data.as_ref())?;
+            let v = client.post("/v1/events", &json!({ "name": name, "key": key, "data": data })).await?;
+            print_value(&v, remote.json, |v| {
+                let ids = v["delivered_to"].as_array().map_or(0, Vec::len);
+                format!("delivered to {ids} instance(s)")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clock { advance, set, remote } => {
+            let client = Client::new(&remote.server);
+            let v = match (advance, set) {
+                (Some(a), None) => {
+                    let span: clearflow_time::Span = a.parse().map_err(|e| anyhow::anyhow!("--advance: {e}"))?;
+                    let now: Value = client.get("/v1/admin/clock").await?;
+                    let now = chrono::DateTime::parse_from_rfc3339(now["now"].as_str().unwrap_or_default())?.with_timezone(&chrono::Utc);
+                    let to = clearflow_time::add(now, &span, chrono_tz::UTC, None)?;
+                    client.post("/v1/admin/clock", &json!({ "set": to.at.to_rfc3339() })).await?
+                }
+                (None, Some(s)) => client.post("/v1/admin/clock", &json!({ "set": s })).await?,
+                (None, None) => client.get("/v1/admin/clock").await?,
+                _ => anyhow::bail!("give --advance or --set, not both"),
+            };
+            print_value(&v, remote.json, |v| v["now"].as_str().unwrap_or_default().to_owned());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn validate(paths: &[PathBuf], as_json: bool) -> ExitCode {
+    let loaded = crate::registry::load_paths(paths);
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == clearflow_core::Severity::Error).count();
+    if as_json {
+        let v = json!({
+            "valid": errors == 0,
+            "workflows": loaded.workflows.iter().map(|w| json!({"id": w.id, "file": w.file, "version": w.hash})).collect::<Vec<_>>(),
+            "diagnostics": loaded.diagnostics,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+    } else {
+        for d in &loaded.diagnostics {
+            eprintln!("{d}");
+        }
+        for w in &loaded.workflows {
+            println!("ok  {} ({})", w.id, w.file);
+        }
+        if errors > 0 {
+            eprintln!("{errors} error(s)");
+        }
+    }
+    if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn read_json(path: Option<&PathBuf>) -> anyhow::Result<Value> {
+    let Some(path) = path else { return Ok(Value::Null) };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))
+}
+
+fn print_value(v: &Value, as_json: bool, text: impl FnOnce(&Value) -> String) {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(v).expect("json"));
+    } else {
+        println!("{}", text(v));
+    }
+}
+
+fn time(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&remote.server);
+    match command {
+        InstanceCommand::Start { workflow, input, idempotency_key } => {
+            let input = read_json(input.as_ref())?;
+            let v = client
+                .post("/v1/instances", &json!({ "workflow": workflow, "input": input, "idempotency_key": idempotency_key }))
+                .await?;
+            print_value(&v, remote.json, |v| v["id"].as_str().unwrap_or_default().to_owned());
+        }
+        InstanceCommand::Show { id } => {
+            let v = client.get(&format!("/v1/instances/{id}")).await?;
+            print_value(&v, remote.json, |v| {
+                let i = &v["instance"];
+                let mut s = format!(
+                    "{}  {}  {}{}\nstarted {}  updated {}\n",
+                    i["id"].as_str().unwrap_or_default(),
+                    i["workflow"].as_str().unwrap_or_default(),
+                    i["status"].as_str().unwrap_or_default(),
+                    i["outcome"].as_str().map(|o| format!(" ({o})")).unwrap_or_default(),
+                    time(&i["created_at"]),
+                    time(&i["updated_at"]),
+                );
+                if let Some(pending) = v["pending"].as_array().filter(|p| !p.is_empty()) {
+                    s += "pending:\n";
+                    for p in pending {
+                        s += &format!("  {} at {}\n", p["kind"].as_str().unwrap_or_default(), time(&p["due_at"]));
+                    }
+                }
+                s += "history:\n";
+                for h in v["history"].as_array().into_iter().flatten() {
+                    s += &format!(
+                        "  {}  {:<20} {:<16} {}\n",
+                        time(&h["at"]),
+                        h["kind"].as_str().unwrap_or_default(),
+                        h["step"].as_str().unwrap_or("-"),
+                        h["actor"].as_str().unwrap_or_default()
+                    );
+                }
+                s.trim_end().to_owned()
+            });
+        }
+        InstanceCommand::List { workflow, status, limit } => {
+            let mut query = vec![format!("limit={limit}")];
+            if let Some(w) = workflow {
+                query.push(format!("workflow={w}"));
+            }
+            if let Some(s) = status {
+                query.push(format!("status={s}"));
+            }
+            let v = client.get(&format!("/v1/instances?{}", query.join("&"))).await?;
+            print_value(&v, remote.json, |v| {
+                v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| {
+                        format!(
+                            "{}  {:<32} {:<10} {}",
+                            i["id"].as_str().unwrap_or_default(),
+                            i["workflow"].as_str().unwrap_or_default(),
+                            i["status"].as_str().unwrap_or_default(),
+                            i["outcome"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        InstanceCommand::Signal { id, event, data, key } => {
+            let data = read_json(data.as_ref())?;
+            let v = client
+                .post(&format!("/v1/instances/{id}/signal"), &json!({ "name": event, "key": key, "data": data }))
+                .await?;
+            print_value(&v, remote.json, |_| "delivered".into());
+        }
+        InstanceCommand::Cancel { id, reason } => {
+            let v = client.post(&format!("/v1/instances/{id}/cancel"), &json!({ "reason": reason })).await?;
+            print_value(&v, remote.json, |_| "cancel requested".into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

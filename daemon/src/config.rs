@@ -1,0 +1,277 @@
+//! Daemon configuration: a TOML file, then `CLEARFLOW__SECTION__KEY` environment overrides.
+//!
+//! The raw structs reject unknown keys, so a typo in the file or an override is an
+//! error naming the key rather than a silently ignored setting.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The durable store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Where workflow files, calendars and templates are.
+    #[serde(default)]
+    pub workflows: WorkflowsConfig,
+    /// The engine's workers.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The clock (a manual clock is for tests and demos only).
+    #[serde(default)]
+    pub clock: ClockConfig,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit: usize,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7878".into()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            body_limit: default_body_limit(),
+        }
+    }
+}
+
+/// How durable a SQLite commit is.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a commit survives power loss (about 3 ms each here).
+    Full,
+    /// `synchronous=NORMAL` in WAL mode: a commit survives a crash of the daemon, not a
+    /// power loss of the machine. Much faster; the default.
+    #[default]
+    Normal,
+}
+
+/// The durable store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (the default, `sqlite://var/clearflow.db`) or `postgres://…`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// SQLite durability.
+    #[serde(default)]
+    pub durability: Durability,
+    /// Most connections in the pool.
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+fn default_store_url() -> String {
+    "sqlite://var/clearflow.db".into()
+}
+fn default_pool() -> u32 {
+    8
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+            durability: Durability::default(),
+            max_connections: default_pool(),
+        }
+    }
+}
+
+/// Where definitions live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowsConfig {
+    /// Folder of workflow files (`*.yaml`).
+    #[serde(default = "default_workflows_dir")]
+    pub dir: PathBuf,
+    /// Folder of working-day calendars (`REGION/YEAR.toml`).
+    #[serde(default)]
+    pub calendars: Option<PathBuf>,
+}
+
+fn default_workflows_dir() -> PathBuf {
+    "workflows".into()
+}
+
+impl Default for WorkflowsConfig {
+    fn default() -> Self {
+        WorkflowsConfig {
+            dir: default_workflows_dir(),
+            calendars: None,
+        }
+    }
+}
+
+impl WorkflowsConfig {
+    /// The calendars folder (default: `calendars/` inside the workflows folder).
+    pub fn calendars_dir(&self) -> PathBuf {
+        self.calendars.clone().unwrap_or_else(|| self.dir.join("calendars"))
+    }
+}
+
+/// The engine's workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Most instances advanced in one commit.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// How long a claim on an instance lasts before another worker may take it.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// How often to look for work that other daemons made due (PostgreSQL).
+    #[serde(default = "default_poll")]
+    pub poll_ms: u64,
+    /// Identifies this daemon in leases (default: host name and process id).
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+fn default_batch() -> u32 {
+    256
+}
+fn default_lease() -> u64 {
+    60
+}
+fn default_poll() -> u64 {
+    250
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            batch_size: default_batch(),
+            lease_seconds: default_lease(),
+            poll_ms: default_poll(),
+            node_id: None,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Format.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `clearflow=debug,sqlx=warn`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+/// The clock.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// `system` (default) or `manual`: time stands still until moved through
+    /// `POST /v1/admin/clock` — for tests and demos, never for production.
+    #[serde(default)]
+    pub mode: ClockMode,
+    /// Start time of a manual clock (RFC 3339; default: the system time at start).
+    #[serde(default)]
+    pub start: Option<String>,
+}
+
+/// Clock modes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// The system clock.
+    #[default]
+    System,
+    /// A clock moved by hand.
+    Manual,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {source_name}: {message}")]
+pub struct ConfigError {
+    source_name: String,
+    message: String,
+}
+
+impl Config {
+    /// Reads `file` (when given), then the `CLEARFLOW__…` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        let source_name = match file {
+            Some(f) => {
+                if !f.exists() {
+                    return Err(ConfigError {
+                        source_name: f.display().to_string(),
+                        message: "file not found".into(),
+                    });
+                }
+                builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+                f.display().to_string()
+            }
+            None => "(defaults)".into(),
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix("CLEARFLOW")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw = builder.build().map_err(|e| ConfigError {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        })?;
+        raw.try_deserialize::<Config>().map_err(|e| ConfigError {
+            source_name,
+            message: e.to_string(),
+        })
+    }
+}

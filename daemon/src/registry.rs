@@ -1,0 +1,150 @@
+//! The deployed workflows and calendars: loading, reloading, and every version still in use.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use clearflow_core::{Catalog, Diagnostic, Workflow};
+use clearflow_time::Calendars;
+
+use crate::store::Store;
+
+/// What the engine runs: the current catalog, the calendars, and old versions on demand.
+pub struct Registry {
+    current: RwLock<Arc<Catalog>>,
+    calendars: RwLock<Arc<Calendars>>,
+    versions: RwLock<HashMap<String, Arc<Workflow>>>,
+}
+
+/// The result of reading a folder of workflow files.
+pub struct Loaded {
+    /// The valid workflows.
+    pub workflows: Vec<Arc<Workflow>>,
+    /// Every problem, in every file.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The workflow files in `dir` (`*.yaml`, `*.yml`; not recursive), sorted.
+pub fn workflow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and compiles files (or every workflow file of folders), then checks them together.
+pub fn load_paths(paths: &[PathBuf]) -> Loaded {
+    let mut files = Vec::new();
+    let mut diagnostics = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match workflow_files(p) {
+                Ok(f) => files.extend(f),
+                Err(e) => diagnostics.push(io_diag(p, &e)),
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut workflows = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(src) => match clearflow_core::load(&name, &src) {
+                Ok(wf) => workflows.push(Arc::new(wf)),
+                Err(d) => diagnostics.extend(d),
+            },
+            Err(e) => diagnostics.push(io_diag(&f, &e)),
+        }
+    }
+    let (catalog, cross) = Catalog::build(workflows);
+    diagnostics.extend(cross);
+    Loaded {
+        workflows: catalog.workflows.into_values().collect(),
+        diagnostics,
+    }
+}
+
+fn io_diag(p: &Path, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(&p.display().to_string(), clearflow_core::Pos { line: 1, col: 1 }, format!("cannot read: {e}"))
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry {
+            current: RwLock::new(Arc::new(Catalog::default())),
+            calendars: RwLock::new(Arc::new(Calendars::default())),
+            versions: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Loads the workflows folder and the calendars, keeping the previous version of any
+    /// workflow whose file is now invalid. Records every version in the store. Returns
+    /// the problems found (the caller logs them).
+    pub async fn reload(&self, dir: &Path, calendars_dir: &Path, store: &Store, now: i64) -> Vec<String> {
+        let mut problems = Vec::new();
+        if calendars_dir.exists() {
+            match clearflow_time::load_dir(calendars_dir) {
+                Ok(c) => *self.calendars.write().expect("lock") = Arc::new(c),
+                Err(errors) => problems.extend(errors.iter().map(|e| format!("calendar: {e}"))),
+            }
+        }
+        let loaded = load_paths(&[dir.to_path_buf()]);
+        problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
+        let previous = self.catalog();
+        let mut fresh: HashMap<String, Arc<Workflow>> = loaded.workflows.into_iter().map(|w| (w.id.clone(), w)).collect();
+        // A workflow whose file broke keeps running on its last good version.
+        for (id, wf) in &previous.workflows {
+            let file_broken = loaded.diagnostics.iter().any(|d| d.file == wf.file);
+            if !fresh.contains_key(id) && file_broken {
+                fresh.insert(id.clone(), wf.clone());
+                problems.push(format!("{}: keeping the previous version of `{id}` active", wf.file));
+            }
+        }
+        let (catalog, _) = Catalog::build(fresh.into_values().collect());
+        for wf in catalog.workflows.values() {
+            if let Err(e) = store.save_definition(&wf.hash, &wf.id, &wf.file, &wf.source, now).await {
+                problems.push(format!("storing version of `{}`: {e}", wf.id));
+            }
+            self.versions.write().expect("lock").insert(wf.hash.clone(), wf.clone());
+        }
+        *self.current.write().expect("lock") = Arc::new(catalog);
+        problems
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.current.read().expect("lock").clone()
+    }
+
+    /// The calendars.
+    pub fn calendars(&self) -> Arc<Calendars> {
+        self.calendars.read().expect("lock").clone()
+    }
+
+    /// The version `hash`, compiling it from the store when it is not in memory
+    /// (an instance started before a redeploy and a restart).
+    pub async fn version(&self, hash: &str, store: &Store) -> Result<Arc<Workflow>, String> {
+        if let Some(wf) = self.versions.read().expect("lock").get(hash) {
+            return Ok(wf.clone());
+        }
+        let Some((file, source)) = store.definition(hash).await.map_err(|e| e.to_string())? else {
+            return Err(format!("workflow version {hash} is not in the store"));
+        };
+        let wf = clearflow_core::load(&file, &source).map_err(|d| {
+            d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        })?;
+        let wf = Arc::new(wf);
+        self.versions.write().expect("lock").insert(hash.to_owned(), wf.clone());
+        Ok(wf)
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}

@@ -1,0 +1,771 @@
+//! The durable store on sqlx: SQLite (embedded default) or PostgreSQL, one code path.
+//!
+//! Every query here is written once in SQL both backends accept (`$N` parameters,
+//! BIGINT milliseconds for times, TEXT JSON); the few differences (row locking,
+//! transaction start, migrations) are chosen by [`Backend`]. A transition is one
+//! transaction that holds the new state, its history, its timers, its child instances
+//! and the events it sends to other instances.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::config::{Durability, StoreConfig};
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, embedded.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another worker changed the instance first; the batch was rolled back.
+    #[error("instance {0} was changed by another worker")]
+    Conflict(String),
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store URL is not usable.
+    #[error("store url `{0}`: {1}")]
+    Url(String, String),
+}
+
+/// The store.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A new instance row, with its start event.
+#[derive(Debug, Clone)]
+pub struct NewInstance {
+    /// Id.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// Pinned version.
+    pub def_hash: String,
+    /// Initial state (JSON).
+    pub state: String,
+    /// Parent id, link name and link sequence.
+    pub parent: Option<(String, String, i64)>,
+    /// Idempotency key (roots only).
+    pub idempotency_key: Option<String>,
+    /// The start event's payload.
+    pub start_event: String,
+    /// Who started it.
+    pub actor: String,
+}
+
+/// The outcome of starting one tree of instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Created now.
+    New(String),
+    /// The idempotency key was used before, by this instance.
+    Existing(String),
+}
+
+impl Started {
+    /// The instance id either way.
+    pub fn id(&self) -> &str {
+        match self {
+            Started::New(id) | Started::Existing(id) => id,
+        }
+    }
+}
+
+/// An instance claimed for advancing, with its due events.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Id.
+    pub id: String,
+    /// Pinned version.
+    pub def_hash: String,
+    /// State (JSON).
+    pub state: String,
+    /// Optimistic-concurrency version.
+    pub version: i64,
+    /// Parent id, link name and link sequence.
+    pub parent: Option<(String, String, i64)>,
+    /// Due events, in order.
+    pub events: Vec<PendingEvent>,
+}
+
+/// A due event.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// Row id.
+    pub id: i64,
+    /// The engine event (JSON).
+    pub payload: String,
+    /// Who sent it.
+    pub actor: String,
+}
+
+/// One history row to append.
+#[derive(Debug, Clone)]
+pub struct NewHistory {
+    /// What happened.
+    pub kind: String,
+    /// The step.
+    pub step: Option<String>,
+    /// Details (JSON).
+    pub detail: String,
+    /// Who.
+    pub actor: String,
+}
+
+/// Everything one instance's advance writes.
+#[derive(Debug, Clone, Default)]
+pub struct Advance {
+    /// Id.
+    pub id: String,
+    /// The version read at claim time.
+    pub version: i64,
+    /// New state (JSON).
+    pub state: String,
+    /// New status word.
+    pub status: String,
+    /// Outcome when ended.
+    pub outcome: Option<String>,
+    /// Whether the instance ended.
+    pub ended: bool,
+    /// Event rows consumed.
+    pub consumed: Vec<i64>,
+    /// History to append.
+    pub history: Vec<NewHistory>,
+    /// Timers to store: timer id, due time, payload.
+    pub arm: Vec<(i64, i64, String)>,
+    /// Timers to delete.
+    pub cancel: Vec<i64>,
+    /// Keyed subscriptions to add.
+    pub subscribe: Vec<(String, String)>,
+    /// Keyed subscriptions to drop.
+    pub unsubscribe: Vec<(String, String)>,
+    /// Instances to create (linked children), each with its start event.
+    pub children: Vec<NewInstance>,
+    /// An event for another instance (the parent, when this one ended): id, payload.
+    pub notify: Option<(String, String)>,
+}
+
+/// An instance as listed and shown.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InstanceRow {
+    /// Id.
+    pub id: String,
+    /// Workflow id.
+    pub workflow: String,
+    /// Pinned version.
+    pub def_hash: String,
+    /// Status word.
+    pub status: String,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// Parent id.
+    pub parent_id: Option<String>,
+    /// Link name in the parent.
+    pub parent_link: Option<String>,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Last changed (ms).
+    pub updated_at: i64,
+    /// Ended (ms).
+    pub ended_at: Option<i64>,
+    /// Next due work (ms).
+    pub wake_at: Option<i64>,
+    /// Version.
+    pub version: i64,
+}
+
+/// A stored history row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRecord {
+    /// Row id (order).
+    pub id: i64,
+    /// When (ms).
+    pub at: i64,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub kind: String,
+    /// The step.
+    pub step: Option<String>,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// A pending event or timer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRecord {
+    /// Row id.
+    pub id: i64,
+    /// Due (ms).
+    pub due_at: i64,
+    /// `timer` or `event`.
+    pub kind: String,
+    /// The timer id for timers.
+    pub timer_id: Option<i64>,
+    /// The engine event.
+    pub payload: serde_json::Value,
+}
+
+/// Filters for listing instances.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only children of this instance.
+    pub parent: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Continue after this (created_at, id).
+    pub after: Option<(i64, String)>,
+}
+
+const INSTANCE_COLUMNS: &str = "id, workflow, def_hash, status, outcome, parent_id, parent_link, idempotency_key, created_at, updated_at, ended_at, wake_at, version";
+
+fn params(from: usize, n: usize) -> String {
+    (from..from + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+fn instance_row(r: &AnyRow) -> Result<InstanceRow, sqlx::Error> {
+    Ok(InstanceRow {
+        id: r.try_get("id")?,
+        workflow: r.try_get("workflow")?,
+        def_hash: r.try_get("def_hash")?,
+        status: r.try_get("status")?,
+        outcome: r.try_get("outcome")?,
+        parent_id: r.try_get("parent_id")?,
+        parent_link: r.try_get("parent_link")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        ended_at: r.try_get("ended_at")?,
+        wake_at: r.try_get("wake_at")?,
+        version: r.try_get("version")?,
+    })
+}
+
+impl Store {
+    /// Opens (creating when needed) and migrates the store at `cfg.url`.
+    pub async fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = cfg.url.trim();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let file = path.split('?').next().unwrap_or_default();
+            if file.is_empty() {
+                return Err(StoreError::Url(cfg.url.clone(), "no file path".into()));
+            }
+            if file != ":memory:" {
+                if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Url(cfg.url.clone(), format!("creating {}: {e}", dir.display())))?;
+                }
+            }
+            let sep = if path.contains('?') { "&" } else { "?" };
+            let url = if path.contains("mode=") { format!("sqlite://{path}") } else { format!("sqlite://{path}{sep}mode=rwc") };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::Url(cfg.url.clone(), "expected sqlite://PATH or postgres://…".into()));
+        };
+        let options: AnyConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Url(cfg.url.clone(), e.to_string()))?;
+        let synchronous = match cfg.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { cfg.max_connections.min(4) } else { cfg.max_connections })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute(format!("PRAGMA synchronous = {synchronous}").as_str()).await?;
+                        conn.execute("PRAGMA busy_timeout = 15000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await?;
+        let store = Store { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            // Take the write lock up front: a deferred transaction that reads and then
+            // writes can fail with "database is locked" even with a busy timeout.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Records a workflow version (idempotent).
+    pub async fn save_definition(&self, hash: &str, workflow: &str, file: &str, source: &str, now: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO definitions (hash, workflow, file, source, created_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING")
+            .bind(hash)
+            .bind(workflow)
+            .bind(file)
+            .bind(source)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The file and text of a stored version.
+    pub async fn definition(&self, hash: &str) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query("SELECT file, source FROM definitions WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| (r.get::<String, _>("file"), r.get::<String, _>("source"))))
+    }
+
+    /// Creates instance trees (a root, then its concurrently started instances) in one
+    /// transaction. A root whose idempotency key was used before is not created again.
+    pub async fn start(&self, trees: &[Vec<NewInstance>], now: i64) -> Result<Vec<Started>, StoreError> {
+        let mut tx = self.begin().await?;
+        let mut out = Vec::with_capacity(trees.len());
+        for tree in trees {
+            let Some(root) = tree.first() else { continue };
+            if let Some(key) = &root.idempotency_key {
+                let existing = sqlx::query("SELECT id FROM instances WHERE workflow = $1 AND idempotency_key = $2")
+                    .bind(&root.workflow)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(r) = existing {
+                    out.push(Started::Existing(r.get("id")));
+                    continue;
+                }
+            }
+            for inst in tree {
+                insert_instance(&mut tx, inst, now).await?;
+            }
+            out.push(Started::New(root.id.clone()));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Claims up to `limit` instances with due work for `lease_ms`, with their due events.
+    pub async fn claim(&self, owner: &str, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE instances SET lease_owner = $1, lease_until = $2 WHERE id IN (\
+             SELECT id FROM instances WHERE wake_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
+             ORDER BY wake_at LIMIT $4{lock}) \
+             RETURNING id, def_hash, state, version, parent_id, parent_link, parent_seq"
+        );
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut claimed: Vec<Claimed> = rows
+            .iter()
+            .map(|r| {
+                let parent_id: Option<String> = r.get("parent_id");
+                Claimed {
+                    id: r.get("id"),
+                    def_hash: r.get("def_hash"),
+                    state: r.get("state"),
+                    version: r.get("version"),
+                    parent: parent_id.map(|p| (p, r.get::<Option<String>, _>("parent_link").unwrap_or_default(), r.get::<Option<i64>, _>("parent_seq").unwrap_or_default())),
+                    events: Vec::new(),
+                }
+            })
+            .collect();
+        let index: HashMap<String, usize> = claimed.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+        for chunk in claimed.iter().map(|c| c.id.clone()).collect::<Vec<_>>().chunks(500) {
+            let sql = format!(
+                "SELECT id, instance_id, payload, actor FROM events WHERE due_at <= $1 AND instance_id IN ({}) ORDER BY due_at, id",
+                params(2, chunk.len())
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                let inst: String = r.get("instance_id");
+                if let Some(&i) = index.get(&inst) {
+                    claimed[i].events.push(PendingEvent {
+                        id: r.get("id"),
+                        payload: r.get("payload"),
+                        actor: r.get("actor"),
+                    });
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Gives claimed instances back without changing them.
+    pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
+        for chunk in ids.chunks(500) {
+            let sql = format!("UPDATE instances SET lease_owner = NULL, lease_until = NULL WHERE id IN ({})", params(1, chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes a batch of advances in one transaction; all or nothing.
+    pub async fn commit(&self, batch: &[Advance], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let mut woken: Vec<String> = Vec::new();
+        let mut history: Vec<(&str, &NewHistory)> = Vec::new();
+        let mut consumed: Vec<i64> = Vec::new();
+        let mut timers: Vec<(&str, i64, i64, &str)> = Vec::new();
+        for a in batch {
+            let r = sqlx::query(
+                "UPDATE instances SET state = $1, status = $2, outcome = $3, version = version + 1, updated_at = $4, \
+                 ended_at = $5, lease_owner = NULL, lease_until = NULL WHERE id = $6 AND version = $7",
+            )
+            .bind(&a.state)
+            .bind(&a.status)
+            .bind(&a.outcome)
+            .bind(now)
+            .bind(a.ended.then_some(now))
+            .bind(&a.id)
+            .bind(a.version)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() != 1 {
+                return Err(StoreError::Conflict(a.id.clone()));
+            }
+            consumed.extend(&a.consumed);
+            history.extend(a.history.iter().map(|h| (a.id.as_str(), h)));
+            timers.extend(a.arm.iter().map(|(t, at, p)| (a.id.as_str(), *t, *at, p.as_str())));
+            if a.ended {
+                sqlx::query("DELETE FROM events WHERE instance_id = $1 AND kind = 'timer'").bind(&a.id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM subscriptions WHERE instance_id = $1").bind(&a.id).execute(&mut *tx).await?;
+            } else {
+                for chunk in a.cancel.chunks(500) {
+                    let sql = format!("DELETE FROM events WHERE instance_id = $1 AND timer_id IN ({})", params(2, chunk.len()));
+                    let mut q = sqlx::query(&sql).bind(&a.id);
+                    for t in chunk {
+                        q = q.bind(t);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                for (name, key) in &a.subscribe {
+                    sqlx::query("INSERT INTO subscriptions (name, key, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                        .bind(name)
+                        .bind(key)
+                        .bind(&a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for (name, key) in &a.unsubscribe {
+                    sqlx::query("DELETE FROM subscriptions WHERE name = $1 AND key = $2 AND instance_id = $3")
+                        .bind(name)
+                        .bind(key)
+                        .bind(&a.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for child in &a.children {
+                insert_instance(&mut tx, child, now).await?;
+            }
+            if let Some((target, payload)) = &a.notify {
+                sqlx::query("INSERT INTO events (instance_id, due_at, kind, timer_id, payload, actor) VALUES ($1, $2, 'event', NULL, $3, $4)")
+                    .bind(target)
+                    .bind(now)
+                    .bind(payload)
+                    .bind(format!("instance:{}", a.id))
+                    .execute(&mut *tx)
+                    .await?;
+                woken.push(target.clone());
+            }
+        }
+        for chunk in consumed.chunks(500) {
+            let sql = format!("DELETE FROM events WHERE id IN ({})", params(1, chunk.len()));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in timers.chunks(200) {
+            let values = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, 'timer', ${}, ${}, 'clock')", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO events (instance_id, due_at, kind, timer_id, payload, actor) VALUES {values} ON CONFLICT DO NOTHING");
+            let mut q = sqlx::query(&sql);
+            for (inst, timer, at, payload) in chunk {
+                q = q.bind(*inst).bind(*at).bind(*timer).bind(*payload);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in history.chunks(150) {
+            let values = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${}, ${}, ${}, ${})", 6 * i + 1, 6 * i + 2, 6 * i + 3, 6 * i + 4, 6 * i + 5, 6 * i + 6))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("INSERT INTO history (instance_id, at, actor, kind, step, detail) VALUES {values}");
+            let mut q = sqlx::query(&sql);
+            for (inst, h) in chunk {
+                q = q.bind(*inst).bind(now).bind(&h.actor).bind(&h.kind).bind(&h.step).bind(&h.detail);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Recompute the wake time of every instance touched, from its remaining events.
+        let mut touched: Vec<&str> = batch.iter().map(|a| a.id.as_str()).collect();
+        touched.extend(woken.iter().map(String::as_str));
+        for chunk in touched.chunks(500) {
+            let sql = format!(
+                "UPDATE instances SET wake_at = (SELECT MIN(e.due_at) FROM events e WHERE e.instance_id = instances.id) WHERE id IN ({})",
+                params(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sends an event to one instance. Returns false when there is no such running instance.
+    pub async fn send(&self, id: &str, payload: &str, actor: &str, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let running = sqlx::query("SELECT id FROM instances WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if running {
+            push_event(&mut tx, id, payload, actor, now).await?;
+        }
+        tx.commit().await?;
+        Ok(running)
+    }
+
+    /// Sends a keyed event to every instance subscribed to `(name, key)`. Returns their ids.
+    pub async fn send_keyed(&self, name: &str, key: &str, payload: &str, actor: &str, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.begin().await?;
+        let ids: Vec<String> = sqlx::query("SELECT instance_id FROM subscriptions WHERE name = $1 AND key = $2")
+            .bind(name)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.get("instance_id"))
+            .collect();
+        for id in &ids {
+            push_event(&mut tx, id, payload, actor, now).await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// The earliest time anything is due, if anything is.
+    pub async fn next_wake(&self) -> Result<Option<i64>, StoreError> {
+        let r = sqlx::query("SELECT MIN(wake_at) AS w FROM instances WHERE wake_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(r.try_get::<Option<i64>, _>("w")?)
+    }
+
+    /// One instance with its state (JSON).
+    pub async fn instance(&self, id: &str) -> Result<Option<(InstanceRow, String)>, StoreError> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS}, state FROM instances WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        match row {
+            Some(r) => Ok(Some((instance_row(&r)?, r.try_get("state")?))),
+            None => Ok(None),
+        }
+    }
+
+    /// Instances, newest first, filtered and paged.
+    pub async fn list(&self, f: &ListFilter) -> Result<Vec<InstanceRow>, StoreError> {
+        let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        if f.workflow.is_some() {
+            sql += &format!(" AND workflow = {}", next());
+        }
+        if f.status.is_some() {
+            sql += &format!(" AND status = {}", next());
+        }
+        if f.parent.is_some() {
+            sql += &format!(" AND parent_id = {}", next());
+        }
+        if f.after.is_some() {
+            let (a, b, c) = (next(), next(), next());
+            sql += &format!(" AND (created_at < {a} OR (created_at = {b} AND id < {c}))");
+        }
+        sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {}", next());
+        let mut q = sqlx::query(&sql);
+        if let Some(w) = &f.workflow {
+            q = q.bind(w);
+        }
+        if let Some(s) = &f.status {
+            q = q.bind(s);
+        }
+        if let Some(p) = &f.parent {
+            q = q.bind(p);
+        }
+        if let Some((at, id)) = &f.after {
+            q = q.bind(*at).bind(*at).bind(id);
+        }
+        q = q.bind(f.limit.clamp(1, 1000) as i64);
+        q.fetch_all(&self.pool).await?.iter().map(|r| instance_row(r).map_err(StoreError::from)).collect()
+    }
+
+    /// The history of an instance, in order.
+    pub async fn history(&self, id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, at, actor, kind, step, detail FROM history WHERE instance_id = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(HistoryRecord {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    step: r.try_get("step")?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                })
+            })
+            .collect()
+    }
+
+    /// Pending timers and events of an instance.
+    pub async fn pending(&self, id: &str) -> Result<Vec<EventRecord>, StoreError> {
+        let rows = sqlx::query("SELECT id, due_at, kind, timer_id, payload FROM events WHERE instance_id = $1 ORDER BY due_at, id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(EventRecord {
+                    id: r.try_get("id")?,
+                    due_at: r.try_get("due_at")?,
+                    kind: r.try_get("kind")?,
+                    timer_id: r.try_get("timer_id")?,
+                    payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+                })
+            })
+            .collect()
+    }
+
+    /// How many instances are in each status.
+    pub async fn counts(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT workflow, status, COUNT(*) AS n FROM instances GROUP BY workflow, status ORDER BY workflow, status")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get("workflow"), r.get("status"), r.get("n"))).collect())
+    }
+}
+
+async fn insert_instance(tx: &mut sqlx::Transaction<'static, sqlx::Any>, inst: &NewInstance, now: i64) -> Result<(), StoreError> {
+    let (parent_id, parent_link, parent_seq) = match &inst.parent {
+        Some((p, l, s)) => (Some(p.as_str()), Some(l.as_str()), Some(*s)),
+        None => (None, None, None),
+    };
+    sqlx::query(
+        "INSERT INTO instances (id, workflow, def_hash, status, outcome, state, version, parent_id, parent_link, parent_seq, \
+         idempotency_key, created_at, updated_at, ended_at, wake_at) \
+         VALUES ($1, $2, $3, 'running', NULL, $4, 0, $5, $6, $7, $8, $9, $9, NULL, $9)",
+    )
+    .bind(&inst.id)
+    .bind(&inst.workflow)
+    .bind(&inst.def_hash)
+    .bind(&inst.state)
+    .bind(parent_id)
+    .bind(parent_link)
+    .bind(parent_seq)
+    .bind(&inst.idempotency_key)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("INSERT INTO events (instance_id, due_at, kind, timer_id, payload, actor) VALUES ($1, $2, 'event', NULL, $3, $4)")
+        .bind(&inst.id)
+        .bind(now)
+        .bind(&inst.start_event)
+        .bind(&inst.actor)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn push_event(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: &str, payload: &str, actor: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO events (instance_id, due_at, kind, timer_id, payload, actor) VALUES ($1, $2, 'event', NULL, $3, $4)")
+        .bind(id)
+        .bind(now)
+        .bind(payload)
+        .bind(actor)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE instances SET wake_at = $1 WHERE id = $2 AND (wake_at IS NULL OR wake_at > $1)")
+        .bind(now)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
