@@ -79,7 +79,7 @@ fn compile(
         links: BTreeSet::new(),
         has_calendar: def.calendar.is_some(),
     };
-    let at = |path: &[Seg]| root.locate(path);
+    let at = |path: &[Seg]| root.locate_value(path);
     let key = |k: &str| vec![Seg::Key(k.into())];
 
     if !valid_workflow_id(&def.id) {
@@ -147,6 +147,7 @@ fn compile(
 
     let wf = Workflow {
         id: def.id.clone(),
+        id_pos: at(&key("id")),
         hash: hash.to_owned(),
         file: file.to_owned(),
         source: src.to_owned(),
@@ -233,7 +234,7 @@ fn kinds(s: &StepDef) -> Vec<&'static str> {
 
 impl<'a> Compiler<'a> {
     fn at(&self, path: &[Seg]) -> Pos {
-        self.root.locate(path)
+        self.root.locate_value(path)
     }
 
     fn error(&mut self, path: &[Seg], msg: impl Into<String>) -> &mut Diagnostic {
@@ -349,6 +350,14 @@ impl<'a> Compiler<'a> {
                 task.form.as_ref().and_then(schema_keys)
             } else if f.def.plugin.is_some() {
                 f.def.output.as_ref().and_then(schema_keys)
+            } else if let Some(vars) = &f.def.set {
+                // The engine binds what a `set` step set, a switch's choice and a
+                // notification's receipt under the step id, like any other result.
+                Some(vars.keys().cloned().collect())
+            } else if f.def.switch.is_some() {
+                Some(["case", "goto"].map(String::from).into())
+            } else if f.def.notify.is_some() {
+                Some(["queued", "recipients"].map(String::from).into())
             } else if f.def.wait.is_some() || f.def.await_.is_some() || f.def.start.is_some() {
                 None
             } else {
@@ -399,8 +408,7 @@ impl<'a> Compiler<'a> {
                 Some(e)
             }
             Err(err) => {
-                let mut pos = self.at(path);
-                pos.col += err.offset as u32;
+                let pos = self.root.locate_in(path, err.offset);
                 self.sink.error(pos, err.message);
                 None
             }
@@ -410,15 +418,15 @@ impl<'a> Compiler<'a> {
     fn template(&mut self, v: &Value, path: &[Seg]) -> Template {
         match Template::compile(v) {
             Ok(t) => {
-                for e in t.exprs() {
-                    self.check_refs(e, path);
+                for (at, e) in t.exprs_at() {
+                    self.check_refs(e, &[path.to_vec(), at].concat());
                 }
                 t
             }
             Err(errors) => {
                 for err in errors {
                     let full = [path.to_vec(), err.path].concat();
-                    let pos = self.at(&full);
+                    let pos = self.root.locate_in(&full, err.error.offset);
                     self.sink.error(pos, err.error.message);
                 }
                 Template::Literal(Value::Null)
@@ -517,10 +525,10 @@ impl<'a> Compiler<'a> {
             .as_ref()
             .and_then(|c| self.expr(c, &sub("if")));
         let mut next = self.flat[idx as usize].fallthrough;
-        if let Some(n) = &def.next {
-            if let Some(to) = self.target(idx as usize, n, &sub("next")) {
-                next = Next::Node(to);
-            }
+        if let Some(n) = &def.next
+            && let Some(to) = self.target(idx as usize, n, &sub("next"))
+        {
+            next = Next::Node(to);
         }
         let kind = self.kind(idx, def, &path);
         Node {
@@ -565,25 +573,25 @@ impl<'a> Compiler<'a> {
                     retry.backoff = b;
                 }
                 for (field, slot) in [("initial", &r.initial), ("max", &r.max)] {
-                    if let Some(text) = slot {
-                        if let Some(span) = self.span(text, &sub(&["retry", field])) {
-                            match span.exact() {
-                                Some(d) if d > chrono::TimeDelta::zero() => {
-                                    let d = d.to_std().unwrap_or_default();
-                                    if field == "initial" {
-                                        retry.initial = d;
-                                    } else {
-                                        retry.max = d;
-                                    }
+                    if let Some(text) = slot
+                        && let Some(span) = self.span(text, &sub(&["retry", field]))
+                    {
+                        match span.exact() {
+                            Some(d) if d > chrono::TimeDelta::zero() => {
+                                let d = d.to_std().unwrap_or_default();
+                                if field == "initial" {
+                                    retry.initial = d;
+                                } else {
+                                    retry.max = d;
                                 }
-                                _ => {
-                                    self.error(
-                                        &sub(&["retry", field]),
-                                        format!(
-                                            "`{text}` must be a positive exact duration (s, m or h)"
-                                        ),
-                                    );
-                                }
+                            }
+                            _ => {
+                                self.error(
+                                    &sub(&["retry", field]),
+                                    format!(
+                                        "`{text}` must be a positive exact duration (s, m or h)"
+                                    ),
+                                );
                             }
                         }
                     }
@@ -783,10 +791,10 @@ impl<'a> Compiler<'a> {
                 on_timeout,
             };
         }
-        if let Some(g) = &def.goto {
-            if let Some(to) = self.target(from, g, &sub(&["goto"])) {
-                return NodeKind::Goto(to);
-            }
+        if let Some(g) = &def.goto
+            && let Some(to) = self.target(from, g, &sub(&["goto"]))
+        {
+            return NodeKind::Goto(to);
         }
         NodeKind::Set(Vec::new())
     }
@@ -1020,10 +1028,10 @@ impl<'a> Compiler<'a> {
                     .unwrap_or(Span::new(0, clearflow_time::Unit::Seconds)),
             );
         }
-        if let Some(u) = &w.until {
-            if let Some(e) = self.expr(u, &sub("until")) {
-                return WaitStep::Until(e);
-            }
+        if let Some(u) = &w.until
+            && let Some(e) = self.expr(u, &sub("until"))
+        {
+            return WaitStep::Until(e);
         }
         let name = w.event.clone().unwrap_or_default();
         if w.event.is_some() && name.trim().is_empty() {

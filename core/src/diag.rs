@@ -114,7 +114,7 @@ impl Sink {
 
     /// All diagnostics, sorted by position.
     pub fn finish(mut self) -> Vec<Diagnostic> {
-        self.items.sort_by(|a, b| a.pos.cmp(&b.pos));
+        self.items.sort_by_key(|a| a.pos);
         self.items.dedup();
         self.items
     }

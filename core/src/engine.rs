@@ -17,6 +17,11 @@ use crate::workflow::*;
 /// Most signals kept for an instance that is not waiting for them yet.
 pub const MAX_BUFFERED_SIGNALS: usize = 100;
 
+/// Most steps one event may run before the instance is failed as looping without end.
+/// Far above any real chain (the design's longest is 40 steps), and low enough that a
+/// runaway loop costs milliseconds and a bounded history, not seconds and megabytes.
+pub const MAX_STEPS_PER_EVENT: u32 = 10_000;
+
 /// What the engine needs from outside: the time and the calendars.
 pub struct Env<'a> {
     /// Now.
@@ -587,6 +592,14 @@ impl<'a> Run<'a> {
 
     fn event(&mut self, event: Event) {
         match event {
+            Event::Start if !self.inst.tokens.is_empty() => {
+                // A running instance always has a token; a repeated start is a duplicate.
+                self.log(
+                    "event_ignored",
+                    None,
+                    json!({"reason": "instance already started"}),
+                );
+            }
             Event::Start => {
                 self.log(
                     "instance_started",
@@ -731,22 +744,16 @@ impl<'a> Run<'a> {
         });
         let Some(token) = found else {
             // A timer whose wait already ended (e.g. the event came first): nothing to do.
-            return;
+            return self.log(
+                "event_ignored",
+                None,
+                json!({"reason": format!("nothing waits on timer {timer}")}),
+            );
         };
         let step = self.node(token).id.clone();
         match self.inst.tokens[&token].wait.clone() {
-            Wait::Timer { .. } => {
-                self.log("timer_fired", Some(&step), json!({"timer": timer}));
-                self.finish_step(token, None, Flow::Next);
-            }
-            Wait::Retry { attempt, .. } => {
-                self.log(
-                    "retry_timer_fired",
-                    Some(&step),
-                    json!({"attempt": attempt}),
-                );
-                self.call_plugin(token, attempt);
-            }
+            Wait::Timer { .. } => self.finish_step(token, None, Flow::Next),
+            Wait::Retry { attempt, .. } => self.call_plugin(token, attempt),
             Wait::Event { name, key, .. } => {
                 if let Some(key) = key {
                     self.out.effects.push(Effect::Unsubscribe {
@@ -854,11 +861,6 @@ impl<'a> Run<'a> {
                         return self.fail(&step, msg);
                     }
                 }
-                self.log(
-                    "plugin_called",
-                    Some(&step),
-                    json!({"plugin": p.plugin, "attempt": attempt}),
-                );
                 self.finish_step(token, Some(output), Flow::Next);
             }
             Err(f) => {
@@ -911,7 +913,7 @@ impl<'a> Run<'a> {
             Ok(input) => {
                 let effect = Effect::CallPlugin {
                     token,
-                    step,
+                    step: step.clone(),
                     plugin: p.plugin.clone(),
                     input,
                     attempt,
@@ -921,9 +923,12 @@ impl<'a> Run<'a> {
                         .map(|d| d.num_milliseconds().max(1) as u64),
                 };
                 self.out.effects.push(effect);
-                if let Some(t) = self.inst.tokens.get_mut(&token) {
-                    t.wait = Wait::Plugin { attempt };
-                }
+                self.set_wait(token, Wait::Plugin { attempt });
+                self.log(
+                    "plugin_called",
+                    Some(&step),
+                    json!({"plugin": p.plugin, "attempt": attempt}),
+                );
             }
             Err(e) => self.fail(&step, format!("computing the plugin input: {e}")),
         }
@@ -931,7 +936,7 @@ impl<'a> Run<'a> {
 
     /// Runs every ready token until all wait or the instance ends.
     fn drive(&mut self) {
-        let mut budget = 100_000u32;
+        let mut budget = MAX_STEPS_PER_EVENT;
         while !self.inst.ended() {
             let Some(token) = self
                 .inst
@@ -942,15 +947,17 @@ impl<'a> Run<'a> {
             else {
                 break;
             };
-            budget -= 1;
             if budget == 0 {
                 let step = self.node(token).id.clone();
                 self.fail(
                     &step,
-                    "more than 100000 steps without waiting: the workflow loops without end".into(),
+                    format!(
+                        "more than {MAX_STEPS_PER_EVENT} steps without waiting: the workflow loops without end"
+                    ),
                 );
                 break;
             }
+            budget -= 1;
             self.execute(token);
         }
     }
@@ -1068,7 +1075,8 @@ impl<'a> Run<'a> {
                 let input = match input.as_ref().map(|t| t.render(&ctx)).transpose() {
                     Ok(v) => v.unwrap_or_else(|| Value::Object(Map::new())),
                     Err(e) => {
-                        return self.fail(step, format!("computing the input of `{workflow}`: {e}"));
+                        return self
+                            .fail(step, format!("computing the input of `{workflow}`: {e}"));
                     }
                 };
                 let seq = self.inst.next_id();
@@ -1373,10 +1381,10 @@ impl<'a> Run<'a> {
     fn done(&mut self, token: u32, result: Option<Value>, flow: Flow) -> Flow {
         let node = self.node(token);
         let step = node.id.clone();
-        if node.named {
-            if let Some(r) = &result {
-                self.inst.data.insert(step.clone(), r.clone());
-            }
+        if node.named
+            && let Some(r) = &result
+        {
+            self.inst.data.insert(step.clone(), r.clone());
         }
         self.out.steps += 1;
         self.log("step_completed", Some(&step), result.unwrap_or(Value::Null));
@@ -1428,8 +1436,6 @@ impl<'a> Run<'a> {
         }
         let f = self.inst.joins.remove(&frame).expect("frame exists");
         self.cancel_frame(frame);
-        let step = self.wf.node(f.node).id.clone();
-        self.log("join_completed", Some(&step), json!({"arrived": f.arrived}));
         self.finish_step(f.parent, None, Flow::Next);
     }
 

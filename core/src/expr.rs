@@ -54,12 +54,13 @@ impl Expr {
         }
         match ENV.compile_expression_owned(inner.to_owned()) {
             Ok(compiled) => Ok(Expr {
-                src: inner.to_owned(),
+                src: inner.trim().to_owned(),
                 compiled,
             }),
             Err(e) => Err(ExprError {
                 message: format!(
-                    "bad expression `{inner}`: {}",
+                    "bad expression `{}`: {}",
+                    inner.trim(),
                     e.detail().unwrap_or("syntax error")
                 ),
                 offset: shift + e.range().map_or(0, |r| r.start),
@@ -119,11 +120,11 @@ pub fn context(json: &Value) -> minijinja::Value {
 
 fn unwrap_dollar(src: &str) -> (&str, usize) {
     let trimmed = src.trim();
-    if let Some(inner) = trimmed.strip_prefix("${").and_then(|s| s.strip_suffix('}')) {
-        if find_close(inner, 0).is_none() {
-            let shift = src.find("${").unwrap_or(0) + 2;
-            return (inner, shift);
-        }
+    if let Some(inner) = trimmed.strip_prefix("${").and_then(|s| s.strip_suffix('}'))
+        && find_close(inner, 0).is_none()
+    {
+        let shift = src.find("${").unwrap_or(0) + 2;
+        return (inner, shift);
     }
     (src, 0)
 }
@@ -209,6 +210,42 @@ impl Template {
         let mut out = Vec::new();
         self.collect(&mut out);
         out
+    }
+
+    /// Every expression inside with the path of the string holding it.
+    pub fn exprs_at(&self) -> Vec<(Vec<crate::yaml::Seg>, &Expr)> {
+        let mut out = Vec::new();
+        self.collect_at(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect_at<'a>(
+        &'a self,
+        path: &mut Vec<crate::yaml::Seg>,
+        out: &mut Vec<(Vec<crate::yaml::Seg>, &'a Expr)>,
+    ) {
+        use crate::yaml::Seg;
+        match self {
+            Template::Array(items) => {
+                for (i, t) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    t.collect_at(path, out);
+                    path.pop();
+                }
+            }
+            Template::Object(entries) => {
+                for (k, t) in entries {
+                    path.push(Seg::Key(k.clone()));
+                    t.collect_at(path, out);
+                    path.pop();
+                }
+            }
+            other => {
+                let mut found = Vec::new();
+                other.collect(&mut found);
+                out.extend(found.into_iter().map(|e| (path.clone(), e)));
+            }
+        }
     }
 
     fn collect<'a>(&'a self, out: &mut Vec<&'a Expr>) {
@@ -329,10 +366,10 @@ fn compile_string(s: &str) -> Result<Template, ExprError> {
     if rest < s.len() {
         pieces.push(Piece::Lit(s[rest..].to_owned()));
     }
-    if let [Piece::Expr(_)] = pieces.as_slice() {
-        if let Some(Piece::Expr(e)) = pieces.pop() {
-            return Ok(Template::Expr(e));
-        }
+    if let [Piece::Expr(_)] = pieces.as_slice()
+        && let Some(Piece::Expr(e)) = pieces.pop()
+    {
+        return Ok(Template::Expr(e));
     }
     Ok(Template::Text(pieces))
 }

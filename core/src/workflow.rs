@@ -19,6 +19,8 @@ pub type NodeId = u32;
 pub struct Workflow {
     /// The workflow's id.
     pub id: String,
+    /// Where the id is written in the file.
+    pub id_pos: Pos,
     /// sha256 of the file's text: the version instances are pinned to.
     pub hash: String,
     /// The file it came from.

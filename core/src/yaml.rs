@@ -36,8 +36,12 @@ impl Default for Limits {
 /// A YAML value with its position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
-    /// Where the value starts.
+    /// Where the value starts (at the opening quote of a quoted scalar).
     pub pos: Pos,
+    /// Where a string's first character stands, when every character of the string
+    /// takes exactly one column of one line in the file (a one-line plain or quoted
+    /// scalar without escapes), so an offset into the string is an offset in columns.
+    pub text: Option<Pos>,
     /// The value.
     pub kind: Kind,
 }
@@ -122,6 +126,41 @@ impl Node {
         }
     }
 
+    /// The node at `path`, when there is one.
+    pub fn find(&self, path: &[Seg]) -> Option<&Node> {
+        let mut node = self;
+        for seg in path {
+            node = match seg {
+                Seg::Key(k) => node.get(k)?,
+                Seg::Index(i) => node.items().get(*i)?,
+            };
+        }
+        Some(node)
+    }
+
+    /// The position of the character at byte `offset` of the string at `path`: exact
+    /// when the string maps one character to one column (see [`Node::text`]), else the
+    /// string's own position.
+    pub fn locate_in(&self, path: &[Seg], offset: usize) -> Pos {
+        match self.find(path) {
+            Some(Node {
+                text: Some(start),
+                kind: Kind::Str(s),
+                ..
+            }) => Pos {
+                line: start.line,
+                col: start.col + s.get(..offset).map_or(0, |p| p.chars().count()) as u32,
+            },
+            _ => self.locate_value(path),
+        }
+    }
+
+    /// The position of the value at `path` (where [`Node::locate`] would give the key's),
+    /// for problems with a value rather than with the field's presence.
+    pub fn locate_value(&self, path: &[Seg]) -> Pos {
+        self.find(path).map_or_else(|| self.locate(path), |n| n.pos)
+    }
+
     /// The position of the deepest node along `path` (a key's own position when the
     /// path ends on a key, so "unknown field" points at the field).
     pub fn locate(&self, path: &[Seg]) -> Pos {
@@ -175,6 +214,7 @@ pub fn parse(file: &str, src: &str, limits: Limits) -> Result<Node, Vec<Diagnost
             ),
         ));
     }
+    let chars: Vec<char> = src.chars().collect();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut stack: Vec<Frame> = Vec::new();
     let mut root: Option<Node> = None;
@@ -221,6 +261,7 @@ pub fn parse(file: &str, src: &str, limits: Limits) -> Result<Node, Vec<Diagnost
                     }
                     let mut copy = node.clone();
                     copy.pos = pos;
+                    copy.text = None;
                     Some((copy, 0))
                 }
                 None => return Err(err(pos, "alias to an unknown anchor".to_owned())),
@@ -228,12 +269,20 @@ pub fn parse(file: &str, src: &str, limits: Limits) -> Result<Node, Vec<Diagnost
             Event::Scalar(text, style, anchor, tag) => {
                 nodes += 1;
                 let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let text_pos = text_start(&chars, &span, &text, pos);
                 let kind = if style == ScalarStyle::Plain && !tagged_str {
                     resolve_plain(&text)
                 } else {
                     Kind::Str(text.into_owned())
                 };
-                Some((Node { pos, kind }, anchor))
+                Some((
+                    Node {
+                        pos,
+                        text: text_pos,
+                        kind,
+                    },
+                    anchor,
+                ))
             }
             Event::SequenceStart(anchor, _) => {
                 if stack.len() >= limits.max_depth {
@@ -261,6 +310,7 @@ pub fn parse(file: &str, src: &str, limits: Limits) -> Result<Node, Vec<Diagnost
                     Some((
                         Node {
                             pos: p,
+                            text: None,
                             kind: Kind::Seq(items),
                         },
                         anchor,
@@ -274,6 +324,7 @@ pub fn parse(file: &str, src: &str, limits: Limits) -> Result<Node, Vec<Diagnost
                     Some((
                         Node {
                             pos: p,
+                            text: None,
                             kind: Kind::Map(entries),
                         },
                         anchor,
@@ -330,8 +381,32 @@ pub fn parse(file: &str, src: &str, limits: Limits) -> Result<Node, Vec<Diagnost
     }
     Ok(root.unwrap_or(Node {
         pos: Pos { line: 1, col: 1 },
+        text: None,
         kind: Kind::Null,
     }))
+}
+
+/// Where the characters of a scalar start, when the source at the span's start is the
+/// text itself or the text in quotes (no escapes, no folded lines). The span's end is
+/// not used: in flow collections it may take in the whitespace after the scalar.
+fn text_start(chars: &[char], span: &Span, text: &str, pos: Pos) -> Option<Pos> {
+    let raw = chars.get(span.start.index()..)?;
+    let len = text.chars().count();
+    let same = |from: usize| {
+        raw.get(from..from + len)
+            .is_some_and(|r| r.iter().copied().eq(text.chars()))
+    };
+    let quote = raw.first().copied();
+    if matches!(quote, Some('"' | '\'')) && same(1) && raw.get(len + 1).copied() == quote {
+        Some(Pos {
+            line: pos.line,
+            col: pos.col + 1,
+        })
+    } else if same(0) && !text.contains('\n') {
+        Some(pos)
+    } else {
+        None
+    }
 }
 
 fn count(node: &Node) -> usize {
@@ -355,15 +430,15 @@ fn resolve_plain(text: &str) -> Kind {
         ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
         _ => {}
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Kind::Int(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Kind::Int(i);
     }
-    if let Some(oct) = text.strip_prefix("0o") {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Kind::Int(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o")
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Kind::Int(i);
     }
     let numeric = text
         .bytes()

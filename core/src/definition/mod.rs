@@ -38,10 +38,8 @@ pub fn parse(file: &str, src: &str) -> Result<(WorkflowDef, Node), Vec<Diagnosti
             ok = false;
         }
     }
-    if ok {
-        if let Some(def) = typed::<WorkflowDef>(&json, &root, &[], &mut sink) {
-            return Ok((def, root));
-        }
+    if ok && let Some(def) = typed::<WorkflowDef>(&json, &root, &[], &mut sink) {
+        return Ok((def, root));
     }
     Err(sink.finish())
 }
@@ -67,7 +65,7 @@ fn typed<T: DeserializeOwned>(
             }
             let inner = err.into_inner();
             let message = clean_serde_message(&inner.to_string());
-            let mut pos = root.locate(&path);
+            let mut pos = root.locate_value(&path);
             let mut hint = None;
             if let Some(field) = between(&message, "unknown field `", "`") {
                 // Point at the offending key itself.

@@ -1,0 +1,1514 @@
+//! Data-driven tests of the instance state machine, with an injected clock.
+//!
+//! Each case is a workflow, a start input, a script of events with times, and the
+//! expected rendering: per event the history entries (`kind step`) and the effects
+//! (`! effect {fields}`), then the final status. Every script is also replayed a
+//! second time and once more with the state round-tripped through JSON before each
+//! event, and all three runs must agree (the daemon stores the state as JSON).
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use clearflow_core::engine::{
+    self, Effect, Env, Event, HistoryEntry, Instance, PluginFailure, Status, Transition,
+};
+use clearflow_core::workflow::RetryPolicy;
+use clearflow_core::{Workflow, load};
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+static CALENDARS: LazyLock<clearflow_time::Calendars> = LazyLock::new(|| {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/calendars");
+    clearflow_time::load_dir(&dir).unwrap_or_else(|e| panic!("calendars: {e:?}"))
+});
+
+/// Monday 2025-01-06 09:00 in Shanghai.
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 1, 6, 1, 0, 0).unwrap()
+}
+
+/// Reads one script line's time prefix: `@+1h` (after the previous event) or
+/// `@2025-09-26T01:00:00Z` (absolute).
+fn parse_at(word: &str, prev: DateTime<Utc>) -> DateTime<Utc> {
+    if let Some(rel) = word.strip_prefix("@+") {
+        let (num, unit) = rel.split_at(rel.len() - 1);
+        let n: i64 = num.parse().unwrap_or_else(|_| panic!("bad offset {word}"));
+        let d = match unit {
+            "s" => TimeDelta::seconds(n),
+            "m" => TimeDelta::minutes(n),
+            "h" => TimeDelta::hours(n),
+            "d" => TimeDelta::days(n),
+            _ => panic!("bad offset unit in {word}"),
+        };
+        prev + d
+    } else {
+        DateTime::parse_from_rfc3339(&word[1..])
+            .unwrap_or_else(|e| panic!("bad time {word}: {e}"))
+            .with_timezone(&Utc)
+    }
+}
+
+/// Splits `rest` into its first word and the remainder.
+fn word(rest: &str) -> (&str, &str) {
+    let rest = rest.trim_start();
+    match rest.find(' ') {
+        Some(i) => (&rest[..i], rest[i + 1..].trim_start()),
+        None => (rest, ""),
+    }
+}
+
+fn json_or_null(s: &str) -> Value {
+    if s.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(s).unwrap_or_else(|e| panic!("bad JSON {s:?}: {e}"))
+    }
+}
+
+/// Parses one script line into its time and event.
+///
+/// ```text
+/// [@TIME] start | timer N | signal NAME [key=K] [JSON] | link NAME SEQ OUTCOME [JSON]
+///       | plugin TOKEN ATTEMPT ok JSON | plugin TOKEN ATTEMPT retry|fail CLASS MESSAGE
+///       | done TOKEN ACTOR JSON | reject TOKEN ACTOR REASON | cancel REASON
+/// ```
+fn parse_line(line: &str, prev: DateTime<Utc>) -> (DateTime<Utc>, Event) {
+    let mut line = line.trim();
+    let mut now = prev;
+    if line.starts_with('@') {
+        let (at, rest) = word(line);
+        now = parse_at(at, prev);
+        line = rest;
+    }
+    let (verb, rest) = word(line);
+    let num = |s: &str| -> u32 { s.parse().unwrap_or_else(|_| panic!("bad number in {line}")) };
+    let event = match verb {
+        "start" => Event::Start,
+        "timer" => Event::Timer { timer: num(rest) },
+        "signal" => {
+            let (name, rest) = word(rest);
+            let (key, rest) = match rest.strip_prefix("key=") {
+                Some(r) => {
+                    let (k, r) = word(r);
+                    (Some(k.to_owned()), r)
+                }
+                None => (None, rest),
+            };
+            Event::Signal {
+                name: name.into(),
+                key,
+                data: json_or_null(rest),
+            }
+        }
+        "link" => {
+            let (link, rest) = word(rest);
+            let (seq, rest) = word(rest);
+            let (outcome, rest) = word(rest);
+            Event::LinkEnded {
+                link: link.into(),
+                seq: num(seq),
+                outcome: outcome.into(),
+                output: json_or_null(rest),
+            }
+        }
+        "plugin" => {
+            let (token, rest) = word(rest);
+            let (attempt, rest) = word(rest);
+            let (how, rest) = word(rest);
+            let result = match how {
+                "ok" => Ok(json_or_null(rest)),
+                "retry" | "fail" => {
+                    let (class, message) = word(rest);
+                    Err(PluginFailure {
+                        class: class.into(),
+                        message: message.into(),
+                        retryable: how == "retry",
+                    })
+                }
+                _ => panic!("bad plugin result in {line}"),
+            };
+            Event::PluginDone {
+                token: num(token),
+                attempt: num(attempt),
+                result,
+            }
+        }
+        "done" => {
+            let (token, rest) = word(rest);
+            let (actor, rest) = word(rest);
+            Event::TaskCompleted {
+                token: num(token),
+                actor: actor.into(),
+                form: json_or_null(rest),
+            }
+        }
+        "reject" => {
+            let (token, rest) = word(rest);
+            let (actor, reason) = word(rest);
+            Event::TaskRejected {
+                token: num(token),
+                actor: actor.into(),
+                reason: reason.into(),
+            }
+        }
+        "cancel" => Event::Cancel {
+            reason: rest.into(),
+        },
+        _ => panic!("unknown script verb in {line}"),
+    };
+    (now, event)
+}
+
+fn render_effect(e: &Effect) -> String {
+    let Value::Object(mut m) = serde_json::to_value(e).expect("effects serialise") else {
+        unreachable!("effects are objects")
+    };
+    let name = m
+        .remove("effect")
+        .and_then(|v| v.as_str().map(str::to_owned));
+    format!("! {} {}", name.unwrap_or_default(), Value::Object(m))
+}
+
+fn render_entry(h: &HistoryEntry) -> String {
+    match &h.step {
+        Some(step) => format!("{} {step}", h.kind),
+        None => h.kind.clone(),
+    }
+}
+
+fn render_transition(out: &mut String, t: &Transition) {
+    for h in &t.history {
+        out.push_str(&format!("  {}\n", render_entry(h)));
+    }
+    for e in &t.effects {
+        out.push_str(&format!("  {}\n", render_effect(e)));
+    }
+}
+
+fn render_status(s: &Status) -> String {
+    match s {
+        Status::Running => "= running".into(),
+        Status::Completed { outcome, output } => format!("= completed {outcome} {output}"),
+        Status::Failed { step, error } => format!("= failed {step}: {error}"),
+        Status::Cancelled { reason } => format!("= cancelled: {reason}"),
+    }
+}
+
+fn compile(yaml: &str) -> Workflow {
+    load("case.yaml", yaml).unwrap_or_else(|d| {
+        panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+/// Runs `script` against a fresh instance; `roundtrip` stores the state as JSON and
+/// reads it back before every event, as the daemon does.
+fn run(wf: &Workflow, input: &Value, script: &str, roundtrip: bool) -> (String, Instance) {
+    let mut out = String::new();
+    let (mut inst, effects) =
+        engine::create(wf, "i1".into(), input.clone(), Some("ann".into()), t0())
+            .unwrap_or_else(|e| panic!("create: {e}"));
+    out.push_str("> create\n");
+    render_transition(
+        &mut out,
+        &Transition {
+            effects,
+            ..Transition::default()
+        },
+    );
+    let mut now = t0();
+    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (at, event) = parse_line(line, now);
+        now = at;
+        if roundtrip {
+            let text = serde_json::to_string(&inst).expect("state serialises");
+            inst = serde_json::from_str(&text).expect("state deserialises");
+        }
+        let env = Env {
+            now,
+            calendars: &CALENDARS,
+        };
+        let t = engine::apply(wf, &mut inst, event, &env);
+        out.push_str(&format!("> {line}\n"));
+        render_transition(&mut out, &t);
+    }
+    out.push_str(&render_status(&inst.status));
+    out.push('\n');
+    (out, inst)
+}
+
+fn check(yaml: &str, input: Value, script: &str, expect: &str) {
+    let wf = compile(yaml);
+    let (got, inst) = run(&wf, &input, script, false);
+    let (again, inst2) = run(&wf, &input, script, false);
+    let (via_json, inst3) = run(&wf, &input, script, true);
+    assert_eq!(got, again, "the same script gave different results");
+    assert_eq!(inst, inst2, "the same script gave different states");
+    assert_eq!(
+        got, via_json,
+        "a JSON round trip of the state changed the run"
+    );
+    assert_eq!(
+        inst, inst3,
+        "a JSON round trip of the state changed the state"
+    );
+    assert_eq!(got.trim(), dedent(expect).trim());
+}
+
+/// Removes the indentation common to every non-blank line.
+fn dedent(text: &str) -> String {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    text.lines()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn sequence_runs_in_order_and_ends_with_output() {
+    check(
+        r#"
+id: seq
+steps:
+  - id: a
+    set: { x: "${ input.n + 1 }" }
+  - id: b
+    set: { y: "${ vars.x * 2 }" }
+  - id: finish
+    end: { outcome: done, output: { y: "${ vars.y }", a: "${ a.x }" } }
+"#,
+        json!({"n": 1}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed a
+              step_completed b
+              step_completed finish
+              instance_completed
+              ! ended {"output":{"y":4,"a":2},"outcome":"done"}
+            = completed done {"y":4,"a":2}
+        "#,
+    );
+}
+
+#[test]
+fn if_false_skips_the_step() {
+    check(
+        r#"
+id: skip
+steps:
+  - id: maybe
+    if: input.flag
+    set: { hit: true }
+  - id: after
+    set: { hit2: true }
+"#,
+        json!({"flag": false}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_skipped maybe
+              step_completed after
+              instance_completed
+              ! ended {"output":null,"outcome":"completed"}
+            = completed completed null
+        "#,
+    );
+}
+
+const SWITCH: &str = r#"
+id: sw
+steps:
+  - id: pick
+    switch:
+      - when: input.n > 10
+        goto: big
+      - when: input.n > 5
+        goto: medium
+      - goto: small
+  - id: big
+    end: big
+  - id: medium
+    end: medium
+  - id: small
+    end: small
+"#;
+
+#[test]
+fn switch_takes_the_first_true_case() {
+    check(
+        SWITCH,
+        json!({"n": 7}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed pick
+              step_completed medium
+              instance_completed
+              ! ended {"output":null,"outcome":"medium"}
+            = completed medium null
+        "#,
+    );
+}
+
+#[test]
+fn switch_takes_the_default_case() {
+    check(
+        SWITCH,
+        json!({"n": 1}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed pick
+              step_completed small
+              instance_completed
+              ! ended {"output":null,"outcome":"small"}
+            = completed small null
+        "#,
+    );
+}
+
+#[test]
+fn switch_without_a_match_falls_through() {
+    check(
+        r#"
+id: sw
+steps:
+  - id: pick
+    switch:
+      - when: input.n > 10
+        goto: big
+  - id: small
+    end: small
+  - id: big
+    end: big
+"#,
+        json!({"n": 1}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed pick
+              step_completed small
+              instance_completed
+              ! ended {"output":null,"outcome":"small"}
+            = completed small null
+        "#,
+    );
+}
+
+#[test]
+fn parallel_join_all_waits_for_every_branch() {
+    check(
+        r#"
+id: par
+steps:
+  - id: fork
+    parallel:
+      branches:
+        - steps:
+            - id: slow
+              wait: { for: 1h }
+        - steps:
+            - id: quick
+              set: { q: 1 }
+        - steps: []
+  - id: after
+    end: joined
+"#,
+        json!({}),
+        "start
+         @+30m timer 99
+         @+30m timer 6",
+        r#"
+            > create
+            > start
+              instance_started
+              step_started fork
+              step_waiting slow
+              step_completed quick
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":6}
+            > @+30m timer 99
+              event_ignored
+            > @+30m timer 6
+              step_completed slow
+              step_completed fork
+              step_completed after
+              instance_completed
+              ! ended {"output":null,"outcome":"joined"}
+            = completed joined null
+        "#,
+    );
+}
+
+#[test]
+fn parallel_join_any_cancels_the_losers_and_their_timers() {
+    check(
+        r#"
+id: par
+steps:
+  - id: fork
+    parallel:
+      join: any
+      branches:
+        - steps:
+            - id: slow
+              wait: { for: 1h }
+        - steps:
+            - id: chat
+              wait: { event: reply, key: "${ input.case }", timeout: 2h }
+        - steps:
+            - id: fast
+              wait: { for: 30m }
+  - id: after
+    end: joined
+"#,
+        json!({"case": "c-1"}),
+        "start
+         @+30m timer 8
+         @+30m timer 4",
+        r#"
+            > create
+            > start
+              instance_started
+              step_started fork
+              step_waiting slow
+              step_waiting chat
+              step_waiting fast
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":6}
+              ! arm_timer {"at":"2025-01-06T03:00:00Z","timer":7}
+              ! subscribe {"key":"c-1","name":"reply"}
+              ! arm_timer {"at":"2025-01-06T01:30:00Z","timer":8}
+            > @+30m timer 8
+              step_completed fast
+              branch_cancelled slow
+              branch_cancelled chat
+              step_completed fork
+              step_completed after
+              instance_completed
+              ! cancel_timer {"timer":6}
+              ! cancel_timer {"timer":7}
+              ! unsubscribe {"key":"c-1","name":"reply"}
+              ! ended {"output":null,"outcome":"joined"}
+            > @+30m timer 4
+              event_ignored
+            = completed joined null
+        "#,
+    );
+}
+
+#[test]
+fn parallel_n_of_m_joins_after_n_branches() {
+    check(
+        r#"
+id: par
+steps:
+  - id: votes
+    parallel:
+      join: { n: 2 }
+      branches:
+        - steps:
+            - wait: { event: vote_a }
+        - steps:
+            - wait: { event: vote_b }
+        - steps:
+            - wait: { event: vote_c, key: "${ input.case }" }
+  - end: decided
+"#,
+        json!({"case": "c-9"}),
+        "start
+         signal vote_b
+         signal vote_a",
+        r#"
+            > create
+            > start
+              instance_started
+              step_started votes
+              step_waiting _1
+              step_waiting _2
+              step_waiting _3
+              ! subscribe {"key":"c-9","name":"vote_c"}
+            > signal vote_b
+              signal_received _2
+              step_completed _2
+            > signal vote_a
+              signal_received _1
+              step_completed _1
+              branch_cancelled _3
+              step_completed votes
+              step_completed _4
+              instance_completed
+              ! unsubscribe {"key":"c-9","name":"vote_c"}
+              ! ended {"output":null,"outcome":"decided"}
+            = completed decided null
+        "#,
+    );
+}
+
+#[test]
+fn nested_parallel_losers_are_cancelled_with_their_timers() {
+    check(
+        r#"
+id: nest
+steps:
+  - id: outer
+    parallel:
+      join: any
+      branches:
+        - name: inner
+          steps:
+            - id: inner
+              parallel:
+                branches:
+                  - steps:
+                      - id: deep_wait
+                        wait: { for: 3d }
+                  - steps:
+                      - id: deep_set
+                        set: { d: 1 }
+        - name: winner
+          steps:
+            - id: win
+              wait: { event: go }
+  - end: done
+"#,
+        json!({}),
+        "start
+         @+1h signal go
+         @+3d timer 8",
+        r#"
+            > create
+            > start
+              instance_started
+              step_started outer
+              step_started inner
+              step_waiting win
+              step_waiting deep_wait
+              step_completed deep_set
+              ! arm_timer {"at":"2025-01-09T01:00:00Z","timer":8}
+            > @+1h signal go
+              signal_received win
+              step_completed win
+              branch_cancelled deep_wait
+              branch_cancelled inner
+              step_completed outer
+              step_completed _5
+              instance_completed
+              ! cancel_timer {"timer":8}
+              ! ended {"output":null,"outcome":"done"}
+            > @+3d timer 8
+              event_ignored
+            = completed done null
+        "#,
+    );
+}
+
+#[test]
+fn goto_loops_back_until_a_counter_ends_it() {
+    check(
+        r#"
+id: loop
+steps:
+  - id: init
+    set: { count: 0 }
+  - id: again
+    set: { count: "${ vars.count + 1 }" }
+  - id: check
+    if: vars.count < 3
+    goto: again
+  - end: { outcome: looped, output: "${ vars.count }" }
+"#,
+        json!({}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed init
+              step_completed again
+              step_completed check
+              step_completed again
+              step_completed check
+              step_completed again
+              step_skipped check
+              step_completed _3
+              instance_completed
+              ! ended {"output":3,"outcome":"looped"}
+            = completed looped 3
+        "#,
+    );
+}
+
+#[test]
+fn parallel_inside_a_loop_forks_afresh_each_time() {
+    check(
+        r#"
+id: loop
+steps:
+  - id: init
+    set: { round: 0 }
+  - id: fork
+    parallel:
+      branches:
+        - steps:
+            - wait: { for: 1h }
+        - steps:
+            - set: { round: "${ vars.round + 1 }" }
+  - id: check
+    switch:
+      - when: vars.round < 2
+        goto: fork
+  - end: { outcome: done, output: "${ vars.round }" }
+"#,
+        json!({}),
+        "start
+         @+1h timer 5
+         @+1h timer 9",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed init
+              step_started fork
+              step_waiting _2
+              step_completed _3
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":5}
+            > @+1h timer 5
+              step_completed _2
+              step_completed fork
+              step_completed check
+              step_started fork
+              step_waiting _2
+              step_completed _3
+              ! arm_timer {"at":"2025-01-06T03:00:00Z","timer":9}
+            > @+1h timer 9
+              step_completed _2
+              step_completed fork
+              step_completed check
+              step_completed _5
+              instance_completed
+              ! ended {"output":2,"outcome":"done"}
+            = completed done 2
+        "#,
+    );
+}
+
+#[test]
+fn waits_for_exact_calendar_and_working_day_durations() {
+    // Friday 2025-09-26 09:00 in Shanghai: National Day falls inside the 15 working
+    // days, and Sunday 2025-09-28 and Saturday 2025-10-11 are make-up working days.
+    check(
+        r#"
+id: waits
+calendar: cn-mainland
+steps:
+  - id: hour
+    wait: { for: 1h }
+  - id: days
+    wait: { for: 3d }
+  - id: working
+    wait: { for: 15wd }
+  - end: waited
+"#,
+        json!({}),
+        "@2025-09-26T01:00:00Z start
+         @2025-09-26T02:00:00Z timer 2
+         @2025-09-29T02:00:00Z timer 3
+         @2025-10-27T16:00:00Z timer 4",
+        r#"
+            > create
+            > @2025-09-26T01:00:00Z start
+              instance_started
+              step_waiting hour
+              ! arm_timer {"at":"2025-09-26T02:00:00Z","timer":2}
+            > @2025-09-26T02:00:00Z timer 2
+              step_completed hour
+              step_waiting days
+              ! arm_timer {"at":"2025-09-29T02:00:00Z","timer":3}
+            > @2025-09-29T02:00:00Z timer 3
+              step_completed days
+              step_waiting working
+              ! arm_timer {"at":"2025-10-27T15:59:59.999999999Z","timer":4}
+            > @2025-10-27T16:00:00Z timer 4
+              step_completed working
+              step_completed _3
+              instance_completed
+              ! ended {"output":null,"outcome":"waited"}
+            = completed waited null
+        "#,
+    );
+}
+
+#[test]
+fn wait_until_a_date_from_data() {
+    check(
+        r#"
+id: until
+steps:
+  - id: past
+    wait: { until: "${ input.past }" }
+  - id: future
+    wait: { until: "${ input.future }" }
+  - end: waited
+"#,
+        json!({"past": "2024-12-31", "future": "2025-01-10"}),
+        "start
+         @2025-01-09T16:00:00Z timer 2",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed past
+              step_waiting future
+              ! arm_timer {"at":"2025-01-09T16:00:00Z","timer":2}
+            > @2025-01-09T16:00:00Z timer 2
+              step_completed future
+              step_completed _2
+              instance_completed
+              ! ended {"output":null,"outcome":"waited"}
+            = completed waited null
+        "#,
+    );
+}
+
+#[test]
+fn wait_for_an_event_with_and_without_key() {
+    check(
+        r#"
+id: ev
+steps:
+  - id: any
+    wait: { event: ping }
+  - id: keyed
+    wait: { event: reply, key: "${ input.case }" }
+  - end: { outcome: got, output: { any: "${ any }", keyed: "${ keyed }" } }
+"#,
+        json!({"case": "c-1"}),
+        "start
+         signal ping {\"n\": 1}
+         signal reply key=other {\"wrong\": true}
+         signal reply key=c-1 {\"right\": true}",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting any
+            > signal ping {"n": 1}
+              signal_received any
+              step_completed any
+              step_waiting keyed
+              ! subscribe {"key":"c-1","name":"reply"}
+            > signal reply key=other {"wrong": true}
+              signal_buffered
+            > signal reply key=c-1 {"right": true}
+              signal_received keyed
+              step_completed keyed
+              step_completed _2
+              instance_completed
+              ! unsubscribe {"key":"c-1","name":"reply"}
+              ! ended {"output":{"any":{"n":1},"keyed":{"right":true}},"outcome":"got"}
+            = completed got {"any":{"n":1},"keyed":{"right":true}}
+        "#,
+    );
+}
+
+#[test]
+fn wait_for_an_event_times_out_to_on_timeout() {
+    check(
+        r#"
+id: ev
+steps:
+  - id: answer
+    wait: { event: reply, key: "${ input.case }", timeout: 2h, on_timeout: chase }
+  - end: answered
+  - id: chase
+    end: { outcome: chased, output: "${ answer }" }
+"#,
+        json!({"case": "c-1"}),
+        "start
+         @+2h timer 2",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting answer
+              ! arm_timer {"at":"2025-01-06T03:00:00Z","timer":2}
+              ! subscribe {"key":"c-1","name":"reply"}
+            > @+2h timer 2
+              wait_timed_out answer
+              step_completed answer
+              step_completed chase
+              instance_completed
+              ! unsubscribe {"key":"c-1","name":"reply"}
+              ! ended {"output":{"timed_out":true},"outcome":"chased"}
+            = completed chased {"timed_out":true}
+        "#,
+    );
+}
+
+#[test]
+fn wait_timeout_without_on_timeout_continues_with_timed_out() {
+    check(
+        r#"
+id: ev
+steps:
+  - id: answer
+    wait: { event: reply, timeout: 2h }
+  - end: { outcome: next, output: "${ answer.timed_out }" }
+"#,
+        json!({}),
+        "start
+         @+2h timer 2",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting answer
+              ! arm_timer {"at":"2025-01-06T03:00:00Z","timer":2}
+            > @+2h timer 2
+              wait_timed_out answer
+              step_completed answer
+              step_completed _1
+              instance_completed
+              ! ended {"output":true,"outcome":"next"}
+            = completed next true
+        "#,
+    );
+}
+
+#[test]
+fn a_signal_before_the_wait_is_buffered() {
+    check(
+        r#"
+id: ev
+steps:
+  - id: first
+    wait: { for: 1h }
+  - id: answer
+    wait: { event: reply, key: "${ input.case }" }
+  - end: { outcome: answered, output: "${ answer }" }
+"#,
+        json!({"case": "c-1"}),
+        "start
+         @+10m signal reply key=c-1 {\"early\": true}
+         @+50m timer 2",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting first
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":2}
+            > @+10m signal reply key=c-1 {"early": true}
+              signal_buffered
+            > @+50m timer 2
+              step_completed first
+              signal_received answer
+              step_completed answer
+              step_completed _2
+              instance_completed
+              ! ended {"output":{"early":true},"outcome":"answered"}
+            = completed answered {"early":true}
+        "#,
+    );
+}
+
+#[test]
+fn start_fire_and_forget_and_awaited() {
+    check(
+        r#"
+id: parent
+steps:
+  - id: notice
+    start: { workflow: child, input: { case: "${ input.case }" } }
+  - id: review
+    start: { workflow: child, await: true, as: rev }
+  - end: { outcome: reviewed, output: "${ review }" }
+"#,
+        json!({"case": "c-1"}),
+        "start
+         link notice 2 done
+         link rev 2 stale
+         link rev 3 cleared {\"score\": 5}",
+        r#"
+            > create
+            > start
+              instance_started
+              link_started notice
+              step_completed notice
+              link_started review
+              ! start_instance {"seq":2,"workflow":"child","input":{"case":"c-1"},"link":"notice"}
+              ! start_instance {"seq":3,"workflow":"child","input":{},"link":"rev"}
+            > link notice 2 done
+              link_ended
+            > link rev 2 stale
+              event_ignored
+            > link rev 3 cleared {"score": 5}
+              link_ended
+              step_completed review
+              step_completed _2
+              instance_completed
+              ! ended {"output":{"outcome":"cleared","output":{"score":5}},"outcome":"reviewed"}
+            = completed reviewed {"outcome":"cleared","output":{"score":5}}
+        "#,
+    );
+}
+
+const ACCOUNTABILITY: &str = r#"
+id: accountability
+on_start:
+  - start: assessment
+    as: assessment
+    input: { case: "${ input.case }" }
+steps:
+  - id: investigate
+    wait: { for: 1h }
+  - id: wait_assessment
+    await: assessment
+  - end: { outcome: decided, output: "${ wait_assessment.outcome }" }
+"#;
+
+#[test]
+fn on_start_links_and_await_passes_only_after_the_link_ends() {
+    check(
+        ACCOUNTABILITY,
+        json!({"case": "c-1"}),
+        "start
+         @+1h timer 3
+         @+1h link assessment 1 tolerated {\"ok\": true}",
+        r#"
+            > create
+              ! start_instance {"seq":1,"workflow":"assessment","input":{"case":"c-1"},"link":"assessment"}
+            > start
+              instance_started
+              step_waiting investigate
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":3}
+            > @+1h timer 3
+              step_completed investigate
+              step_waiting wait_assessment
+            > @+1h link assessment 1 tolerated {"ok": true}
+              link_ended
+              step_completed wait_assessment
+              step_completed _2
+              instance_completed
+              ! ended {"output":"tolerated","outcome":"decided"}
+            = completed decided "tolerated"
+        "#,
+    );
+}
+
+#[test]
+fn await_passes_at_once_when_the_link_already_ended() {
+    check(
+        ACCOUNTABILITY,
+        json!({"case": "c-1"}),
+        "start
+         @+10m link assessment 1 tolerated
+         @+50m timer 3",
+        r#"
+            > create
+              ! start_instance {"seq":1,"workflow":"assessment","input":{"case":"c-1"},"link":"assessment"}
+            > start
+              instance_started
+              step_waiting investigate
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":3}
+            > @+10m link assessment 1 tolerated
+              link_ended
+            > @+50m timer 3
+              step_completed investigate
+              step_completed wait_assessment
+              step_completed _2
+              instance_completed
+              ! ended {"output":"tolerated","outcome":"decided"}
+            = completed decided "tolerated"
+        "#,
+    );
+}
+
+#[test]
+fn await_times_out() {
+    check(
+        r#"
+id: accountability
+on_start:
+  - { start: assessment, as: assessment }
+steps:
+  - id: wait_assessment
+    await: { link: assessment, timeout: 1d, on_timeout: late }
+  - end: on_time
+  - id: late
+    end: late
+"#,
+        json!({}),
+        "start
+         @+1d timer 3
+         @+1h link assessment 1 tolerated",
+        r#"
+            > create
+              ! start_instance {"seq":1,"workflow":"assessment","input":{},"link":"assessment"}
+            > start
+              instance_started
+              step_waiting wait_assessment
+              ! arm_timer {"at":"2025-01-07T01:00:00Z","timer":3}
+            > @+1d timer 3
+              wait_timed_out wait_assessment
+              step_completed wait_assessment
+              step_completed late
+              instance_completed
+              ! ended {"output":null,"outcome":"late"}
+            > @+1h link assessment 1 tolerated
+              event_ignored
+            = completed late null
+        "#,
+    );
+}
+
+const PLUGIN: &str = r#"
+id: plug
+steps:
+  - id: grade
+    plugin: grade-report
+    with: { text: "${ input.text }" }
+    output: { type: object, required: [level], properties: { level: { type: integer } } }
+    retry: { attempts: 3, backoff: exponential, initial: 10s, max: 15s, jitter: 0 }
+    timeout: 5s
+  - end: { outcome: graded, output: "${ grade.level + 1 }" }
+"#;
+
+#[test]
+fn plugin_result_is_bound_under_the_step_id() {
+    check(
+        PLUGIN,
+        json!({"text": "hello"}),
+        "start
+         plugin 1 1 ok {\"level\": 2}",
+        r#"
+            > create
+            > start
+              instance_started
+              plugin_called grade
+              ! call_plugin {"timeout_ms":5000,"token":1,"step":"grade","plugin":"grade-report","input":{"text":"hello"},"attempt":1}
+            > plugin 1 1 ok {"level": 2}
+              step_completed grade
+              step_completed _1
+              instance_completed
+              ! ended {"output":3,"outcome":"graded"}
+            = completed graded 3
+        "#,
+    );
+}
+
+#[test]
+fn plugin_transient_failures_retry_with_backoff() {
+    check(
+        PLUGIN,
+        json!({"text": "hello"}),
+        "start
+         plugin 1 1 retry transient busy
+         plugin 1 1 ok {\"level\": 9}
+         @+10s timer 2
+         plugin 1 2 retry timeout slow
+         @+15s timer 3
+         plugin 1 3 ok {\"level\": 1}",
+        r#"
+            > create
+            > start
+              instance_started
+              plugin_called grade
+              ! call_plugin {"timeout_ms":5000,"token":1,"step":"grade","plugin":"grade-report","input":{"text":"hello"},"attempt":1}
+            > plugin 1 1 retry transient busy
+              plugin_attempt_failed grade
+              retry_scheduled grade
+              ! arm_timer {"at":"2025-01-06T01:00:10Z","timer":2}
+            > plugin 1 1 ok {"level": 9}
+              event_ignored
+            > @+10s timer 2
+              plugin_called grade
+              ! call_plugin {"timeout_ms":5000,"token":1,"step":"grade","plugin":"grade-report","input":{"text":"hello"},"attempt":2}
+            > plugin 1 2 retry timeout slow
+              plugin_attempt_failed grade
+              retry_scheduled grade
+              ! arm_timer {"at":"2025-01-06T01:00:25Z","timer":3}
+            > @+15s timer 3
+              plugin_called grade
+              ! call_plugin {"timeout_ms":5000,"token":1,"step":"grade","plugin":"grade-report","input":{"text":"hello"},"attempt":3}
+            > plugin 1 3 ok {"level": 1}
+              step_completed grade
+              step_completed _1
+              instance_completed
+              ! ended {"output":2,"outcome":"graded"}
+            = completed graded 2
+        "#,
+    );
+}
+
+#[test]
+fn plugin_attempts_exhausted_fail_the_instance() {
+    check(
+        r#"
+id: plug
+steps:
+  - id: grade
+    plugin: grade-report
+    retry: { attempts: 2, backoff: fixed, initial: 1m, jitter: 0 }
+  - end: graded
+"#,
+        json!({}),
+        "start
+         plugin 1 1 retry transient busy
+         @+1m timer 2
+         plugin 1 2 retry transient still busy",
+        r#"
+            > create
+            > start
+              instance_started
+              plugin_called grade
+              ! call_plugin {"timeout_ms":null,"token":1,"step":"grade","plugin":"grade-report","input":{},"attempt":1}
+            > plugin 1 1 retry transient busy
+              plugin_attempt_failed grade
+              retry_scheduled grade
+              ! arm_timer {"at":"2025-01-06T01:01:00Z","timer":2}
+            > @+1m timer 2
+              plugin_called grade
+              ! call_plugin {"timeout_ms":null,"token":1,"step":"grade","plugin":"grade-report","input":{},"attempt":2}
+            > plugin 1 2 retry transient still busy
+              plugin_attempt_failed grade
+              instance_failed grade
+              ! ended {"output":null,"outcome":"failed"}
+            = failed grade: plugin `grade-report` failed (transient, attempts exhausted): still busy
+        "#,
+    );
+}
+
+#[test]
+fn plugin_permanent_failure_fails_the_instance() {
+    check(
+        PLUGIN,
+        json!({"text": "hello"}),
+        "start
+         plugin 1 1 fail permanent no such report",
+        r#"
+            > create
+            > start
+              instance_started
+              plugin_called grade
+              ! call_plugin {"timeout_ms":5000,"token":1,"step":"grade","plugin":"grade-report","input":{"text":"hello"},"attempt":1}
+            > plugin 1 1 fail permanent no such report
+              plugin_attempt_failed grade
+              instance_failed grade
+              ! ended {"output":null,"outcome":"failed"}
+            = failed grade: plugin `grade-report` failed (permanent, not retryable): no such report
+        "#,
+    );
+}
+
+#[test]
+fn plugin_output_against_its_schema_fails_the_instance() {
+    check(
+        PLUGIN,
+        json!({"text": "hello"}),
+        "start
+         plugin 1 1 ok {\"level\": \"high\"}",
+        r#"
+            > create
+            > start
+              instance_started
+              plugin_called grade
+              ! call_plugin {"timeout_ms":5000,"token":1,"step":"grade","plugin":"grade-report","input":{"text":"hello"},"attempt":1}
+            > plugin 1 1 ok {"level": "high"}
+              plugin_attempt_failed grade
+              instance_failed grade
+              ! ended {"output":null,"outcome":"failed"}
+            = failed grade: plugin `grade-report` returned output that does not match the step's `output` schema: /level: "high" is not of type "integer"
+        "#,
+    );
+}
+
+#[test]
+fn retry_delays_stay_between_the_base_and_the_cap() {
+    let policy = RetryPolicy {
+        attempts: 10,
+        backoff: clearflow_core::definition::Backoff::Exponential,
+        initial: std::time::Duration::from_secs(1),
+        max: std::time::Duration::from_secs(60),
+        jitter: 0.5,
+    };
+    let secs = |attempt, unit| policy.delay(attempt, unit).as_secs_f64();
+    assert_eq!(secs(2, 0.0), 1.0);
+    assert_eq!(secs(3, 0.0), 2.0);
+    assert_eq!(secs(4, 0.0), 4.0);
+    assert_eq!(secs(4, 0.999), 4.0 * 1.4995);
+    assert_eq!(secs(9, 0.0), 60.0, "capped");
+    assert_eq!(secs(9, 0.999), 60.0, "jitter never passes the cap");
+    assert_eq!(secs(40, 0.5), 60.0, "huge attempts do not overflow");
+}
+
+const TASK: &str = r#"
+id: review
+calendar: cn-mainland
+roles: [handler]
+steps:
+  - id: draft
+    set: { drafts: "${ (vars.drafts or 0) + 1 }" }
+  - id: verify
+    task:
+      role: handler
+      title: "verify ${ input.case }"
+      due: 15wd
+      form: { type: object, properties: { outcome: { enum: [substantiated, unfounded] } } }
+      on_reject: draft
+  - end: { outcome: "verified", output: { outcome: "${ verify.outcome }", drafts: "${ vars.drafts }" } }
+"#;
+
+#[test]
+fn task_due_in_working_days_binds_the_form() {
+    check(
+        TASK,
+        json!({"case": "c-1"}),
+        "@2025-09-26T01:00:00Z start
+         @+1d done 1 bob {\"outcome\": \"unfounded\"}",
+        r#"
+            > create
+            > @2025-09-26T01:00:00Z start
+              instance_started
+              step_completed draft
+              step_waiting verify
+              ! create_task {"provisional":false,"task":2,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-10-23T15:59:59.999999999Z"}
+            > @+1d done 1 bob {"outcome": "unfounded"}
+              task_completed verify
+              step_completed verify
+              step_completed _2
+              instance_completed
+              ! ended {"output":{"outcome":"unfounded","drafts":1},"outcome":"verified"}
+            = completed verified {"outcome":"unfounded","drafts":1}
+        "#,
+    );
+}
+
+#[test]
+fn task_rejection_routes_to_on_reject() {
+    check(
+        TASK,
+        json!({"case": "c-1"}),
+        "start
+         reject 1 bob too vague
+         done 1 bob {\"outcome\": \"substantiated\"}",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed draft
+              step_waiting verify
+              ! create_task {"provisional":false,"task":2,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-01-26T15:59:59.999999999Z"}
+            > reject 1 bob too vague
+              task_rejected verify
+              step_completed draft
+              step_waiting verify
+              ! create_task {"provisional":false,"task":3,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-01-26T15:59:59.999999999Z"}
+            > done 1 bob {"outcome": "substantiated"}
+              task_completed verify
+              step_completed verify
+              step_completed _2
+              instance_completed
+              ! ended {"output":{"outcome":"substantiated","drafts":2},"outcome":"verified"}
+            = completed verified {"outcome":"substantiated","drafts":2}
+        "#,
+    );
+}
+
+#[test]
+fn notify_queues_mail_to_expressions_and_roles() {
+    check(
+        r#"
+id: tell
+roles: [leader]
+steps:
+  - id: tell
+    notify:
+      template: receipt
+      to: "${ input.reporter }"
+      cc: ["role:leader", "${ input.others }"]
+      locale: en
+      data: { case: "${ input.case }" }
+  - end: { outcome: told, output: "${ tell.recipients }" }
+"#,
+        json!({"reporter": "r@example.org", "others": ["a@example.org", "b@example.org"], "case": "c-1"}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed tell
+              step_completed _1
+              instance_completed
+              ! queue_mail {"data":{"case":"c-1"},"step":"tell","template":"receipt","to":["r@example.org"],"cc":["role:leader","a@example.org","b@example.org"],"bcc":[],"locale":"en"}
+              ! ended {"output":4,"outcome":"told"}
+            = completed told 4
+        "#,
+    );
+}
+
+#[test]
+fn cancel_drops_every_timer_and_wait() {
+    check(
+        r#"
+id: par
+steps:
+  - parallel:
+      branches:
+        - steps:
+            - wait: { for: 1h }
+        - steps:
+            - wait: { event: reply, key: "${ 'k' }", timeout: 1d }
+  - end: never
+"#,
+        json!({}),
+        "start
+         cancel withdrawn by the reporter
+         @+1h timer 5
+         signal reply key=k",
+        r#"
+            > create
+            > start
+              instance_started
+              step_started _0
+              step_waiting _1
+              step_waiting _2
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":5}
+              ! arm_timer {"at":"2025-01-07T01:00:00Z","timer":6}
+              ! subscribe {"key":"k","name":"reply"}
+            > cancel withdrawn by the reporter
+              instance_cancelled
+              ! cancel_timer {"timer":5}
+              ! cancel_timer {"timer":6}
+              ! unsubscribe {"key":"k","name":"reply"}
+              ! ended {"output":null,"outcome":"cancelled"}
+            > @+1h timer 5
+              event_ignored
+            > signal reply key=k
+              event_ignored
+            = cancelled: withdrawn by the reporter
+        "#,
+    );
+}
+
+#[test]
+fn an_expression_error_fails_naming_the_step() {
+    check(
+        r#"
+id: bad
+steps:
+  - id: fine
+    set: { x: 1 }
+  - id: broken
+    set: { y: "${ input.text + 1 }" }
+"#,
+        json!({"text": "abc"}),
+        "start",
+        r#"
+            > create
+            > start
+              instance_started
+              step_completed fine
+              instance_failed broken
+              ! ended {"output":null,"outcome":"failed"}
+            = failed broken: setting `y`: evaluating `input.text + 1`: invalid operation: tried to use + operator on unsupported types string and number
+        "#,
+    );
+}
+
+#[test]
+fn a_loop_that_never_waits_fails_instead_of_hanging() {
+    let wf = compile(
+        r#"
+id: spin
+steps:
+  - id: again
+    set: { n: 1 }
+  - id: back
+    goto: again
+"#,
+    );
+    let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, t0()).unwrap();
+    let env = Env {
+        now: t0(),
+        calendars: &CALENDARS,
+    };
+    let started = std::time::Instant::now();
+    let t = engine::apply(&wf, &mut inst, Event::Start, &env);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        render_status(&inst.status),
+        format!(
+            "= failed again: more than {} steps without waiting: the workflow loops without end",
+            engine::MAX_STEPS_PER_EVENT
+        )
+    );
+    assert_eq!(t.steps, engine::MAX_STEPS_PER_EVENT);
+    assert!(t.history.len() <= engine::MAX_STEPS_PER_EVENT as usize + 3);
+}
+
+#[test]
+fn a_second_start_is_ignored() {
+    check(
+        r#"
+id: twice
+steps:
+  - id: hold
+    wait: { for: 1h }
+"#,
+        json!({}),
+        "start
+         start
+         @+1h timer 2",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting hold
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":2}
+            > start
+              event_ignored
+            > @+1h timer 2
+              step_completed hold
+              instance_completed
+              ! ended {"output":null,"outcome":"completed"}
+            = completed completed null
+        "#,
+    );
+}
+
+#[test]
+fn create_refuses_input_against_the_schema() {
+    let wf = compile(
+        r#"
+id: typed
+input: { type: object, required: [case], properties: { case: { type: string } } }
+steps:
+  - end: done
+"#,
+    );
+    let err = engine::create(&wf, "i1".into(), json!({"case": 1}), None, t0()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input does not match the schema of `typed`: /case: 1 is not of type \"string\""
+    );
+}
