@@ -9,7 +9,8 @@
 //! - `config`: the serde configuration ([`TransportConfig`], [`SmtpConfig`]) and [`ConfigError`].
 //! - `message`: [`Mail`], the stable [`message_id`], and building the RFC 5322 message
 //!   with lettre (multipart/alternative, encoded UTF-8 headers, no `Bcc` header).
-//! - `smtp`: the pooled lettre SMTP transport and the classification of its errors.
+//! - `smtp`: SMTP over lettre's connection API with our own pool (TCP_NODELAY, bounded by
+//!   `pool_max`, whole-send timeout) and the classification of its errors.
 //! - `maildir`: the embedded default: atomic delivery into a local maildir's `new/`.
 //! - `rate`: a token bucket that spaces out sends when `rate_per_sec` is set.
 //! - `transport`: [`Transport`], the one type the rest of clearflow uses.

@@ -1,0 +1,71 @@
+//! [`Transport`]: built once from the configuration, cloned cheaply, sends one [`Mail`] at a time.
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, TransportConfig};
+use crate::error::{Delivered, SendError};
+use crate::maildir::Maildir;
+use crate::message::{Mail, build};
+use crate::rate::RateLimiter;
+use crate::smtp::Smtp;
+
+/// A configured mail transport. Clones share the connection pool and the rate limit.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    kind: Kind,
+    limiter: Option<RateLimiter>,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Smtp(Smtp),
+    Maildir(Maildir),
+}
+
+impl Transport {
+    /// Checks the configuration and prepares the transport; no connection is opened yet.
+    ///
+    /// Reads the password and CA files, refuses plain SMTP to a host that is not loopback,
+    /// and creates the maildir's directories. Sending needs a Tokio runtime; creating does not.
+    pub fn new(cfg: &TransportConfig) -> Result<Self, ConfigError> {
+        let (kind, limiter) = match cfg {
+            TransportConfig::Smtp(smtp) => (
+                Kind::Smtp(Smtp::new(smtp)?),
+                smtp.rate_per_sec.map(RateLimiter::new),
+            ),
+            TransportConfig::Maildir { path } => (Kind::Maildir(Maildir::open(path)?), None),
+        };
+        Ok(Transport {
+            inner: Arc::new(Inner { kind, limiter }),
+        })
+    }
+
+    /// Builds and delivers one message to every recipient in `to`, `cc` and `bcc`.
+    ///
+    /// The message either goes to all envelope recipients or the send fails: a recipient
+    /// the server refuses fails the whole message with that recipient's reply.
+    pub async fn send(&self, mail: &Mail) -> Result<Delivered, SendError> {
+        let built = build(mail)?;
+        if let Some(limiter) = &self.inner.limiter {
+            limiter.acquire().await;
+        }
+        let result = match &self.inner.kind {
+            Kind::Smtp(smtp) => smtp.send(&built).await,
+            Kind::Maildir(maildir) => maildir.deliver(&built).await,
+        };
+        match &result {
+            Ok(d) => {
+                tracing::debug!(mail = %mail.id, message_id = %mail.message_id, reply = %d.reply, "mail delivered")
+            }
+            Err(e) => {
+                tracing::warn!(mail = %mail.id, message_id = %mail.message_id, kind = %e.kind, reply = %e.reply, "mail not delivered")
+            }
+        }
+        result
+    }
+}
