@@ -17,4 +17,6 @@ if [[ -x plugins/build.sh ]]; then
 fi
 cargo build --release --locked -p clearflow
 mkdir -p var
-exec target/release/clearflow serve --config config/clearflow.toml "$@"
+# The shipped configuration plus the built-in plugins pinned to the hashes just built.
+{ cat config/clearflow.toml; scripts/plugin-config.sh; } > var/clearflow.toml
+exec target/release/clearflow serve --config var/clearflow.toml "$@"

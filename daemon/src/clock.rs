@@ -97,15 +97,23 @@ mod tests {
         let start = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let clock = Clock::manual(start);
         let c2 = clock.clone();
-        let sleeper = tokio::spawn(async move { c2.sleep_until(start + chrono::TimeDelta::hours(1)).await });
+        let sleeper =
+            tokio::spawn(async move { c2.sleep_until(start + chrono::TimeDelta::hours(1)).await });
         tokio::task::yield_now().await;
         assert!(!sleeper.is_finished());
         clock.set(start + chrono::TimeDelta::minutes(30));
         tokio::task::yield_now().await;
         assert!(!sleeper.is_finished());
         clock.set(start + chrono::TimeDelta::hours(2));
-        tokio::time::timeout(std::time::Duration::from_secs(5), sleeper).await.unwrap().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), sleeper)
+            .await
+            .unwrap()
+            .unwrap();
         clock.set(start);
-        assert_eq!(clock.now(), start + chrono::TimeDelta::hours(2), "a manual clock never goes back");
+        assert_eq!(
+            clock.now(),
+            start + chrono::TimeDelta::hours(2),
+            "a manual clock never goes back"
+        );
     }
 }

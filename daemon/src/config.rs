@@ -29,6 +29,190 @@ pub struct Config {
     /// The clock (a manual clock is for tests and demos only).
     #[serde(default)]
     pub clock: ClockConfig,
+    /// Outgoing mail.
+    #[serde(default)]
+    pub mail: MailConfig,
+    /// Users and roles.
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+    /// The plugin host.
+    #[serde(default)]
+    pub plugin_host: PluginHostConfig,
+    /// Declared plugins.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// The plugin host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginHostConfig {
+    /// Where compiled plugins are cached (owned by the daemon).
+    #[serde(default = "default_plugin_cache")]
+    pub cache_dir: PathBuf,
+}
+
+fn default_plugin_cache() -> PathBuf {
+    "var/plugin-cache".into()
+}
+
+impl Default for PluginHostConfig {
+    fn default() -> Self {
+        PluginHostConfig {
+            cache_dir: default_plugin_cache(),
+        }
+    }
+}
+
+/// One plugin declaration (`[[plugins]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The name steps use (`plugin: NAME`).
+    pub name: String,
+    /// The `.wasm` component.
+    pub path: PathBuf,
+    /// Its sha256 (hex); a different file is refused.
+    pub sha256: String,
+    /// Wall-clock limit of one call, in milliseconds (default 5000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Memory limit of one call, in MiB (default 64).
+    #[serde(default)]
+    pub memory_mib: Option<usize>,
+    /// Optional fuel (instruction budget) per call.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Largest input, in bytes.
+    #[serde(default)]
+    pub max_input_bytes: Option<usize>,
+    /// Largest output, in bytes.
+    #[serde(default)]
+    pub max_output_bytes: Option<usize>,
+    /// Plugin-specific configuration, passed to every call as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Value>,
+}
+
+impl PluginConfig {
+    /// The host's declaration for this plugin; relative paths are read from `base`.
+    pub fn decl(&self, base: &Path) -> clearflow_plugin_host::PluginDecl {
+        let mut limits = clearflow_plugin_host::Limits::default();
+        if let Some(t) = self.timeout_ms {
+            limits.timeout = std::time::Duration::from_millis(t);
+        }
+        if let Some(m) = self.memory_mib {
+            limits.memory_bytes = m * 1024 * 1024;
+        }
+        limits.fuel = self.fuel;
+        if let Some(n) = self.max_input_bytes {
+            limits.max_input_bytes = n;
+        }
+        if let Some(n) = self.max_output_bytes {
+            limits.max_output_bytes = n;
+        }
+        let config = self
+            .config
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or(serde_json::Value::Object(Default::default()));
+        clearflow_plugin_host::PluginDecl {
+            name: self.name.clone(),
+            path: if self.path.is_absolute() {
+                self.path.clone()
+            } else {
+                base.join(&self.path)
+            },
+            sha256: self.sha256.clone(),
+            limits,
+            config,
+        }
+    }
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// The `From` of every message.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// The domain of generated `Message-ID`s.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Where mail goes (default: the maildir `var/maildir`).
+    #[serde(default = "default_transport")]
+    pub transport: clearflow_mail::TransportConfig,
+    /// Folder of templates (default: `templates/` in the workflows folder).
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
+    /// Attempts before a message becomes a dead letter.
+    #[serde(default = "default_mail_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, in seconds; it doubles each time.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_seconds: u64,
+    /// Longest retry delay, in seconds.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+    /// Messages sent at the same time.
+    #[serde(default = "default_mail_concurrency")]
+    pub concurrency: usize,
+    /// Link to a case in staff mail; `{id}` is replaced by the instance id.
+    #[serde(default = "default_case_url")]
+    pub case_url: String,
+}
+
+fn default_from() -> String {
+    "clearflow <noreply@clearflow.localhost>".into()
+}
+fn default_domain() -> String {
+    "clearflow.localhost".into()
+}
+fn default_transport() -> clearflow_mail::TransportConfig {
+    clearflow_mail::TransportConfig::Maildir {
+        path: "var/maildir".into(),
+    }
+}
+fn default_mail_attempts() -> u32 {
+    10
+}
+fn default_retry_initial() -> u64 {
+    30
+}
+fn default_retry_max() -> u64 {
+    3600
+}
+fn default_mail_concurrency() -> usize {
+    4
+}
+fn default_case_url() -> String {
+    "http://127.0.0.1:7878/v1/instances/{id}".into()
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            from: default_from(),
+            domain: default_domain(),
+            transport: default_transport(),
+            templates: None,
+            max_attempts: default_mail_attempts(),
+            retry_initial_seconds: default_retry_initial(),
+            retry_max_seconds: default_retry_max(),
+            concurrency: default_mail_concurrency(),
+            case_url: default_case_url(),
+        }
+    }
+}
+
+/// Users and roles.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The users file (TOML, `[[users]]` with id, name, email, roles, locale).
+    #[serde(default)]
+    pub users: Option<PathBuf>,
 }
 
 /// The HTTP listener.
@@ -131,7 +315,19 @@ impl Default for WorkflowsConfig {
 impl WorkflowsConfig {
     /// The calendars folder (default: `calendars/` inside the workflows folder).
     pub fn calendars_dir(&self) -> PathBuf {
-        self.calendars.clone().unwrap_or_else(|| self.dir.join("calendars"))
+        self.calendars
+            .clone()
+            .unwrap_or_else(|| self.dir.join("calendars"))
+    }
+}
+
+impl Config {
+    /// The templates folder (default: `templates/` inside the workflows folder).
+    pub fn templates_dir(&self) -> PathBuf {
+        self.mail
+            .templates
+            .clone()
+            .unwrap_or_else(|| self.workflows.dir.join("templates"))
     }
 }
 
@@ -254,7 +450,8 @@ impl Config {
                         message: "file not found".into(),
                     });
                 }
-                builder = builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+                builder =
+                    builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
                 f.display().to_string()
             }
             None => "(defaults)".into(),

@@ -10,6 +10,9 @@
 //! - [`store`]: the sqlx store for SQLite and PostgreSQL.
 //! - [`api`]: the axum HTTP API.
 //! - [`clock`]: the system clock or a manual one for tests.
+//! - [`mailer`]: rendering notifications into the outbox and delivering it.
+//! - [`directory`]: users, their roles and addresses.
+//! - [`plugins`]: the declared WASM plugins, as the engine calls them.
 //!
 //! **Architecture invariant:** all IO of clearflow happens in this crate; decisions
 //! about instances are made by `clearflow_core::engine`, never here.
@@ -18,6 +21,9 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod directory;
+pub mod mailer;
+pub mod plugins;
 pub mod registry;
 pub mod server;
 pub mod store;

@@ -4,16 +4,35 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use clearflow_core::workflow::NodeKind;
 use clearflow_core::{Catalog, Diagnostic, Workflow};
+use clearflow_templates::Templates;
 use clearflow_time::Calendars;
 
+use crate::directory::Directory;
 use crate::store::Store;
 
-/// What the engine runs: the current catalog, the calendars, and old versions on demand.
+/// What the engine runs: the current catalog, calendars, templates and users, and old
+/// workflow versions on demand.
 pub struct Registry {
     current: RwLock<Arc<Catalog>>,
     calendars: RwLock<Arc<Calendars>>,
+    templates: RwLock<Option<Templates>>,
+    directory: RwLock<Arc<Directory>>,
     versions: RwLock<HashMap<String, Arc<Workflow>>>,
+}
+
+/// Where the deployed files are.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Workflow files.
+    pub workflows: PathBuf,
+    /// Calendars.
+    pub calendars: PathBuf,
+    /// Email templates.
+    pub templates: PathBuf,
+    /// The users file.
+    pub users: Option<PathBuf>,
 }
 
 /// The result of reading a folder of workflow files.
@@ -28,14 +47,17 @@ pub struct Loaded {
 pub fn workflow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     Ok(files)
 }
 
-/// Reads and compiles files (or every workflow file of folders), then checks them together.
-pub fn load_paths(paths: &[PathBuf]) -> Loaded {
+/// Reads and compiles files (or every workflow file of folders), then checks them together
+/// and, when `templates` are given, checks every notify step against them.
+pub fn load_paths(paths: &[PathBuf], templates: Option<&Templates>) -> Loaded {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
     for p in paths {
@@ -59,6 +81,14 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
             Err(e) => diagnostics.push(io_diag(&f, &e)),
         }
     }
+    if let Some(t) = templates {
+        workflows.retain(|wf| {
+            let problems = check_templates(wf, t);
+            let ok = problems.is_empty();
+            diagnostics.extend(problems);
+            ok
+        });
+    }
     let (catalog, cross) = Catalog::build(workflows);
     diagnostics.extend(cross);
     Loaded {
@@ -67,8 +97,42 @@ pub fn load_paths(paths: &[PathBuf]) -> Loaded {
     }
 }
 
+/// Every notify step's template must exist and read only what the step provides.
+pub fn check_templates(wf: &Workflow, templates: &Templates) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for node in &wf.nodes {
+        let NodeKind::Notify(n) = &node.kind else {
+            continue;
+        };
+        let mut provided: std::collections::BTreeSet<String> = clearflow_templates::ALWAYS_PROVIDED
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        if let Some(clearflow_core::expr::Template::Object(entries)) = &n.data {
+            provided.extend(entries.iter().map(|(k, _)| k.clone()));
+        }
+        if let Err(problems) = templates.check(&n.template, &provided) {
+            for p in problems {
+                out.push(
+                    Diagnostic::error(
+                        &wf.file,
+                        node.pos,
+                        format!("step `{}`: template `{}`: {p}", node.id, n.template),
+                    )
+                    .with_hint("give the value in the step's `data:`, or change the template"),
+                );
+            }
+        }
+    }
+    out
+}
+
 fn io_diag(p: &Path, e: &std::io::Error) -> Diagnostic {
-    Diagnostic::error(&p.display().to_string(), clearflow_core::Pos { line: 1, col: 1 }, format!("cannot read: {e}"))
+    Diagnostic::error(
+        &p.display().to_string(),
+        clearflow_core::Pos { line: 1, col: 1 },
+        format!("cannot read: {e}"),
+    )
 }
 
 impl Registry {
@@ -77,6 +141,8 @@ impl Registry {
         Registry {
             current: RwLock::new(Arc::new(Catalog::default())),
             calendars: RwLock::new(Arc::new(Calendars::default())),
+            templates: RwLock::new(None),
+            directory: RwLock::new(Arc::new(Directory::default())),
             versions: RwLock::new(HashMap::new()),
         }
     }
@@ -84,32 +150,58 @@ impl Registry {
     /// Loads the workflows folder and the calendars, keeping the previous version of any
     /// workflow whose file is now invalid. Records every version in the store. Returns
     /// the problems found (the caller logs them).
-    pub async fn reload(&self, dir: &Path, calendars_dir: &Path, store: &Store, now: i64) -> Vec<String> {
+    pub async fn reload(&self, src: &Sources, store: &Store, now: i64) -> Vec<String> {
         let mut problems = Vec::new();
-        if calendars_dir.exists() {
-            match clearflow_time::load_dir(calendars_dir) {
+        if src.calendars.exists() {
+            match clearflow_time::load_dir(&src.calendars) {
                 Ok(c) => *self.calendars.write().expect("lock") = Arc::new(c),
                 Err(errors) => problems.extend(errors.iter().map(|e| format!("calendar: {e}"))),
             }
         }
-        let loaded = load_paths(&[dir.to_path_buf()]);
+        if src.templates.exists() {
+            match clearflow_templates::load_dir(&src.templates) {
+                Ok(t) => *self.templates.write().expect("lock") = Some(t),
+                Err(errors) => problems.extend(errors.iter().map(|e| format!("template: {e}"))),
+            }
+        }
+        if let Some(users) = &src.users {
+            match Directory::load(users) {
+                Ok(d) => *self.directory.write().expect("lock") = Arc::new(d),
+                Err(errors) => problems.extend(errors),
+            }
+        }
+        let templates = self.templates();
+        let loaded = load_paths(&[src.workflows.clone()], templates.as_ref());
         problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
         let previous = self.catalog();
-        let mut fresh: HashMap<String, Arc<Workflow>> = loaded.workflows.into_iter().map(|w| (w.id.clone(), w)).collect();
+        let mut fresh: HashMap<String, Arc<Workflow>> = loaded
+            .workflows
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
         // A workflow whose file broke keeps running on its last good version.
         for (id, wf) in &previous.workflows {
             let file_broken = loaded.diagnostics.iter().any(|d| d.file == wf.file);
             if !fresh.contains_key(id) && file_broken {
                 fresh.insert(id.clone(), wf.clone());
-                problems.push(format!("{}: keeping the previous version of `{id}` active", wf.file));
+                problems.push(format!(
+                    "{}: keeping the previous version of `{id}` active",
+                    wf.file
+                ));
             }
         }
         let (catalog, _) = Catalog::build(fresh.into_values().collect());
         for wf in catalog.workflows.values() {
-            if let Err(e) = store.save_definition(&wf.hash, &wf.id, &wf.file, &wf.source, now).await {
+            if let Err(e) = store
+                .save_definition(&wf.hash, &wf.id, &wf.file, &wf.source, now)
+                .await
+            {
                 problems.push(format!("storing version of `{}`: {e}", wf.id));
             }
-            self.versions.write().expect("lock").insert(wf.hash.clone(), wf.clone());
+            self.versions
+                .write()
+                .expect("lock")
+                .insert(wf.hash.clone(), wf.clone());
         }
         *self.current.write().expect("lock") = Arc::new(catalog);
         problems
@@ -125,6 +217,16 @@ impl Registry {
         self.calendars.read().expect("lock").clone()
     }
 
+    /// The email templates, when a templates folder exists.
+    pub fn templates(&self) -> Option<Templates> {
+        self.templates.read().expect("lock").clone()
+    }
+
+    /// The users.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("lock").clone()
+    }
+
     /// The version `hash`, compiling it from the store when it is not in memory
     /// (an instance started before a redeploy and a restart).
     pub async fn version(&self, hash: &str, store: &Store) -> Result<Arc<Workflow>, String> {
@@ -135,10 +237,16 @@ impl Registry {
             return Err(format!("workflow version {hash} is not in the store"));
         };
         let wf = clearflow_core::load(&file, &source).map_err(|d| {
-            d.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         })?;
         let wf = Arc::new(wf);
-        self.versions.write().expect("lock").insert(hash.to_owned(), wf.clone());
+        self.versions
+            .write()
+            .expect("lock")
+            .insert(hash.to_owned(), wf.clone());
         Ok(wf)
     }
 }

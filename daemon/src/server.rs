@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
-use crate::clock::{ms, Clock};
+use crate::clock::{Clock, ms};
 use crate::config::{ClockMode, Config, LogFormat};
-use crate::registry::Registry;
+use crate::registry::{Registry, Sources};
 use crate::store::Store;
 use crate::worker::Worker;
 
@@ -17,7 +17,9 @@ use crate::worker::Worker;
 pub fn init_logging(cfg: &crate::config::LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match cfg.format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -41,14 +43,50 @@ pub fn make_clock(cfg: &crate::config::ClockConfig) -> anyhow::Result<Clock> {
     })
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+/// Runs the daemon until SIGTERM or SIGINT. `config_file` is read again on SIGHUP for
+/// the plugin declarations.
+pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let clock = make_clock(&cfg.clock)?;
-    let store = Store::open(&cfg.store).await.with_context(|| format!("opening the store {}", redact(&cfg.store.url)))?;
+    let host = Arc::new(
+        clearflow_plugin_host::Host::new(&cfg.plugin_host.cache_dir)
+            .context("starting the plugin host")?,
+    );
+    let base = std::env::current_dir()?;
+    let plugins = crate::plugins::load(&host, &cfg.plugins, &base).map_err(|errors| {
+        for e in &errors {
+            tracing::error!("{e}");
+        }
+        anyhow::anyhow!(
+            "{} plugin(s) could not be loaded: {}",
+            errors.len(),
+            errors.join("; ")
+        )
+    })?;
+    tracing::info!(plugins = cfg.plugins.len(), "plugins loaded");
+    let store = Store::open(&cfg.store)
+        .await
+        .with_context(|| format!("opening the store {}", redact(&cfg.store.url)))?;
     tracing::info!(backend = ?store.backend(), url = %redact(&cfg.store.url), "store ready");
     let registry = Arc::new(Registry::new());
     reload(&registry, &cfg, &store, &clock).await;
-    let worker = Arc::new(Worker::new(store, registry.clone(), clock.clone(), cfg.engine.clone()));
+    let worker = Arc::new(Worker::new(
+        store.clone(),
+        registry.clone(),
+        clock.clone(),
+        cfg.engine.clone(),
+        cfg.mail.clone(),
+    ));
+    *worker.plugins.write().expect("lock") = plugins;
+    let mailer = Arc::new(
+        crate::mailer::Mailer::new(
+            store,
+            cfg.mail.clone(),
+            clock.clone(),
+            worker.node_id.clone(),
+            worker.mail_wake.clone(),
+        )
+        .context("mail transport")?,
+    );
 
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
         .await
@@ -57,6 +95,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine = tokio::spawn(worker.clone().run(stop_rx.clone()));
+    let sender = tokio::spawn(mailer.clone().run(stop_rx.clone()));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -70,7 +109,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     _ = term.recv() => { tracing::info!("SIGTERM: draining"); break; }
                     _ = int.recv() => { tracing::info!("SIGINT: draining"); break; }
                     _ = hup.recv() => {
-                        tracing::info!("SIGHUP: reloading workflows and calendars");
+                        tracing::info!("SIGHUP: reloading workflows, calendars, templates, users and plugins");
+                        reload_plugins(&host, config_file.as_deref(), &base, &worker);
                         reload(&registry, &cfg, &worker.store, &worker.clock).await;
                         worker.wake.notify_one();
                     }
@@ -82,6 +122,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
 
     let app = api::router(AppState {
         worker: worker.clone(),
+        mailer: mailer.clone(),
         body_limit: cfg.server.body_limit,
     });
     let mut stop_http = stop_rx.clone();
@@ -91,15 +132,53 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         })
         .await?;
     engine.await?;
+    sender.await?;
     signals.abort();
     tracing::info!("stopped");
     Ok(())
 }
 
+/// Where the configuration says the deployed files are.
+pub fn sources(cfg: &Config) -> Sources {
+    Sources {
+        workflows: cfg.workflows.dir.clone(),
+        calendars: cfg.workflows.calendars_dir(),
+        templates: cfg.templates_dir(),
+        users: cfg.directory.users.clone(),
+    }
+}
+
+/// Loads the plugins the configuration file now declares; on any problem the running
+/// set stays (calls in flight always finish on the code they started with).
+fn reload_plugins(
+    host: &clearflow_plugin_host::Host,
+    file: Option<&std::path::Path>,
+    base: &std::path::Path,
+    worker: &Worker,
+) {
+    let decls = match Config::load(file) {
+        Ok(c) => c.plugins,
+        Err(e) => {
+            tracing::error!("{e}; keeping the loaded plugins");
+            return;
+        }
+    };
+    match crate::plugins::load(host, &decls, base) {
+        Ok(p) => {
+            *worker.plugins.write().expect("lock") = p;
+            tracing::info!(plugins = decls.len(), "plugins reloaded");
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::error!("{e}");
+            }
+            tracing::error!("keeping the previously loaded plugins");
+        }
+    }
+}
+
 async fn reload(registry: &Registry, cfg: &Config, store: &Store, clock: &Clock) {
-    let problems = registry
-        .reload(&cfg.workflows.dir, &cfg.workflows.calendars_dir(), store, ms(clock.now()))
-        .await;
+    let problems = registry.reload(&sources(cfg), store, ms(clock.now())).await;
     for p in &problems {
         tracing::error!("{p}");
     }
@@ -108,7 +187,12 @@ async fn reload(registry: &Registry, cfg: &Config, store: &Store, clock: &Clock)
         workflows = catalog.workflows.len(),
         problems = problems.len(),
         "workflows loaded: {}",
-        catalog.workflows.keys().cloned().collect::<Vec<_>>().join(", ")
+        catalog
+            .workflows
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 

@@ -11,14 +11,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use clearflow_core::engine::{self, Effect, Event, Instance, PluginFailure};
 use clearflow_core::Workflow;
-use serde_json::{json, Value};
-use tokio::sync::{watch, Notify};
+use clearflow_core::engine::{self, Effect, Event, Instance, PluginFailure};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use crate::clock::{ms, Clock};
-use crate::config::EngineConfig;
+use crate::clock::{Clock, ms};
+use crate::config::{EngineConfig, MailConfig};
 use crate::registry::Registry;
 use crate::store::{Advance, Claimed, NewHistory, NewInstance, Started, Store, StoreError};
 
@@ -41,14 +41,26 @@ pub struct Invocation {
 /// Runs plugin calls for the engine. Implemented by the WASM plugin host.
 pub trait PluginRunner: Send + Sync {
     /// Calls `plugin` with `input`.
-    fn call(&self, plugin: &str, inv: &Invocation, input: &Value, timeout: Option<Duration>) -> Result<Value, PluginFailure>;
+    fn call(
+        &self,
+        plugin: &str,
+        inv: &Invocation,
+        input: &Value,
+        timeout: Option<Duration>,
+    ) -> Result<Value, PluginFailure>;
 }
 
 /// The runner used when no plugins are configured: every call fails, not retryably.
 pub struct NoPlugins;
 
 impl PluginRunner for NoPlugins {
-    fn call(&self, plugin: &str, _: &Invocation, _: &Value, _: Option<Duration>) -> Result<Value, PluginFailure> {
+    fn call(
+        &self,
+        plugin: &str,
+        _: &Invocation,
+        _: &Value,
+        _: Option<Duration>,
+    ) -> Result<Value, PluginFailure> {
         Err(PluginFailure {
             class: "unknown_plugin".into(),
             message: format!("no plugin named `{plugin}` is configured"),
@@ -102,15 +114,28 @@ pub struct Worker {
     pub node_id: String,
     /// Metrics.
     pub counters: Counters,
+    /// How notifications are rendered.
+    pub mail: MailConfig,
+    /// Poked when mail was queued.
+    pub mail_wake: Arc<Notify>,
 }
 
 impl Worker {
     /// A worker over `store` and `registry`.
-    pub fn new(store: Store, registry: Arc<Registry>, clock: Clock, cfg: EngineConfig) -> Worker {
-        let node_id = cfg
-            .node_id
-            .clone()
-            .unwrap_or_else(|| format!("{}-{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "clearflow".into()), std::process::id()));
+    pub fn new(
+        store: Store,
+        registry: Arc<Registry>,
+        clock: Clock,
+        cfg: EngineConfig,
+        mail: MailConfig,
+    ) -> Worker {
+        let node_id = cfg.node_id.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "clearflow".into()),
+                std::process::id()
+            )
+        });
         Worker {
             store,
             registry,
@@ -120,6 +145,8 @@ impl Worker {
             wake: Notify::new(),
             node_id,
             counters: Counters::default(),
+            mail,
+            mail_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -142,7 +169,13 @@ impl Worker {
                     continue;
                 }
             }
-            let next = self.store.next_wake().await.ok().flatten().and_then(DateTime::from_timestamp_millis);
+            let next = self
+                .store
+                .next_wake()
+                .await
+                .ok()
+                .flatten()
+                .and_then(DateTime::from_timestamp_millis);
             let clock = self.clock.clone();
             tokio::select! {
                 _ = async move { match next { Some(t) => clock.sleep_until(t).await, None => std::future::pending().await } } => {}
@@ -158,7 +191,10 @@ impl Worker {
     pub async fn round(&self) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease = (self.cfg.lease_seconds * 1000) as i64;
-        let claimed = self.store.claim(&self.node_id, ms(now), lease, self.cfg.batch_size).await?;
+        let claimed = self
+            .store
+            .claim(&self.node_id, ms(now), lease, self.cfg.batch_size)
+            .await?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -175,11 +211,18 @@ impl Worker {
                 use std::sync::atomic::Ordering::Relaxed;
                 self.counters.steps.fetch_add(steps, Relaxed);
                 self.counters.commits.fetch_add(1, Relaxed);
-                self.counters.advances.fetch_add(batch.len() as u64, Relaxed);
+                self.counters
+                    .advances
+                    .fetch_add(batch.len() as u64, Relaxed);
+                if batch.iter().any(|a| !a.mails.is_empty()) {
+                    self.mail_wake.notify_one();
+                }
                 Ok(batch.len())
             }
             Err(e) => {
-                self.counters.commit_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.counters
+                    .commit_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Nothing was written; give the claims back so the work is retried.
                 if let Err(r) = self.store.release(&ids).await {
                     tracing::warn!(error = %r, "releasing claims failed; they expire with their lease");
@@ -230,7 +273,9 @@ impl Worker {
         let mut queue: VecDeque<(engine::Transition, String)> = VecDeque::new();
         for ev in &c.events {
             match serde_json::from_str::<Event>(&ev.payload) {
-                Ok(event) => queue.push_back((engine::apply(&wf, &mut inst, event, &env), ev.actor.clone())),
+                Ok(event) => {
+                    queue.push_back((engine::apply(&wf, &mut inst, event, &env), ev.actor.clone()))
+                }
                 Err(e) => adv.history.push(NewHistory {
                     kind: "event_rejected".into(),
                     step: None,
@@ -249,7 +294,10 @@ impl Worker {
                     });
                 }
                 for effect in t.effects {
-                    self.effect(&wf, &mut inst, &c, effect, &actor, &env, &mut adv, &mut queue).await;
+                    self.effect(
+                        &wf, &mut inst, &c, effect, &actor, &env, &mut adv, &mut queue,
+                    )
+                    .await;
                 }
             }
         }
@@ -274,7 +322,8 @@ impl Worker {
     ) {
         match effect {
             Effect::ArmTimer { timer, at } => {
-                let payload = serde_json::to_string(&Event::Timer { timer }).expect("event serialises");
+                let payload =
+                    serde_json::to_string(&Event::Timer { timer }).expect("event serialises");
                 adv.arm.push((i64::from(timer), ms(at), payload));
             }
             Effect::CancelTimer { timer } => {
@@ -285,7 +334,8 @@ impl Worker {
                 }
             }
             Effect::Subscribe { name, key } => {
-                adv.unsubscribe.retain(|s| *s != (name.clone(), key.clone()));
+                adv.unsubscribe
+                    .retain(|s| *s != (name.clone(), key.clone()));
                 adv.subscribe.push((name, key));
             }
             Effect::Unsubscribe { name, key } => {
@@ -295,7 +345,14 @@ impl Worker {
                     adv.unsubscribe.push((name, key));
                 }
             }
-            Effect::CallPlugin { token, step, plugin, input, attempt, timeout_ms } => {
+            Effect::CallPlugin {
+                token,
+                step,
+                plugin,
+                input,
+                attempt,
+                timeout_ms,
+            } => {
                 let inv = Invocation {
                     workflow: wf.id.clone(),
                     instance: inst.id.clone(),
@@ -305,20 +362,42 @@ impl Worker {
                 let runner = self.plugins.read().expect("lock").clone();
                 let timeout = timeout_ms.map(Duration::from_millis);
                 let name = plugin.clone();
-                let result = tokio::task::spawn_blocking(move || runner.call(&name, &inv, &input, timeout))
-                    .await
-                    .unwrap_or_else(|e| {
-                        Err(PluginFailure {
-                            class: "host_panic".into(),
-                            message: format!("the plugin host failed: {e}"),
-                            retryable: true,
-                        })
-                    });
-                let t = engine::apply(wf, inst, Event::PluginDone { token, attempt, result }, env);
+                let result =
+                    tokio::task::spawn_blocking(move || runner.call(&name, &inv, &input, timeout))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(PluginFailure {
+                                class: "host_panic".into(),
+                                message: format!("the plugin host failed: {e}"),
+                                retryable: true,
+                            })
+                        });
+                let t = engine::apply(
+                    wf,
+                    inst,
+                    Event::PluginDone {
+                        token,
+                        attempt,
+                        result,
+                    },
+                    env,
+                );
                 queue.push_back((t, format!("plugin:{plugin}")));
             }
-            Effect::StartInstance { workflow, input, link, seq } => {
-                match self.tree(&workflow, input, Some((inst.id.clone(), link.clone(), i64::from(seq))), actor, None, env.now) {
+            Effect::StartInstance {
+                workflow,
+                input,
+                link,
+                seq,
+            } => {
+                match self.tree(
+                    &workflow,
+                    input,
+                    Some((inst.id.clone(), link.clone(), i64::from(seq))),
+                    actor,
+                    None,
+                    env.now,
+                ) {
                     Ok(tree) => adv.children.extend(tree),
                     Err(e) => {
                         // The link ends at once as failed, so a step awaiting it does not hang.
@@ -345,10 +424,46 @@ impl Worker {
                         outcome,
                         output,
                     };
-                    adv.notify = Some((parent.clone(), serde_json::to_string(&event).expect("event serialises")));
+                    adv.notify = Some((
+                        parent.clone(),
+                        serde_json::to_string(&event).expect("event serialises"),
+                    ));
                 }
             }
-            other @ (Effect::QueueMail { .. } | Effect::CreateTask { .. } | Effect::CloseTask { .. }) => {
+            Effect::QueueMail {
+                step,
+                template,
+                to,
+                cc,
+                bcc,
+                locale,
+                data,
+            } => {
+                let req = crate::mailer::Request {
+                    instance: &inst.id,
+                    workflow: &wf.id,
+                    started_at: inst.started_at,
+                    step: &step,
+                    template: &template,
+                    to: &to,
+                    cc: &cc,
+                    bcc: &bcc,
+                    locale: locale.as_deref(),
+                    data: &data,
+                };
+                let mail = crate::mailer::render(&self.mail, &self.registry, &req, env.now);
+                if let Some(reason) = crate::mailer::unsendable(&mail) {
+                    tracing::error!(instance = %inst.id, %step, "notification cannot be sent: {reason}");
+                }
+                adv.history.push(NewHistory {
+                    kind: "mail_queued".into(),
+                    step: Some(step),
+                    detail: json!({ "mail": mail.id, "message_id": mail.message_id, "template": template, "locale": mail.locale }).to_string(),
+                    actor: "system".into(),
+                });
+                adv.mails.push(mail);
+            }
+            other @ (Effect::CreateTask { .. } | Effect::CloseTask { .. }) => {
                 adv.history.push(NewHistory {
                     kind: "effect_unsupported".into(),
                     step: None,
@@ -376,15 +491,32 @@ impl Worker {
         let mut pending = vec![(workflow.to_owned(), input, parent, idempotency_key, 0usize)];
         while let Some((workflow, input, parent, key, depth)) = pending.pop() {
             if depth > MAX_START_DEPTH {
-                return Err(StartError::Invalid(format!("concurrent starts nest deeper than {MAX_START_DEPTH}")));
+                return Err(StartError::Invalid(format!(
+                    "concurrent starts nest deeper than {MAX_START_DEPTH}"
+                )));
             }
-            let wf = catalog.get(&workflow).ok_or_else(|| StartError::UnknownWorkflow(workflow.clone()))?;
+            let wf = catalog
+                .get(&workflow)
+                .ok_or_else(|| StartError::UnknownWorkflow(workflow.clone()))?;
             let id = Uuid::now_v7().to_string();
             let initiator = actor.strip_prefix("user:").map(str::to_owned);
-            let (inst, effects) = engine::create(wf, id.clone(), input, initiator, now).map_err(|e| StartError::Invalid(e.to_string()))?;
+            let (inst, effects) = engine::create(wf, id.clone(), input, initiator, now)
+                .map_err(|e| StartError::Invalid(e.to_string()))?;
             for e in effects {
-                if let Effect::StartInstance { workflow, input, link, seq } = e {
-                    pending.push((workflow, input, Some((id.clone(), link, i64::from(seq))), None, depth + 1));
+                if let Effect::StartInstance {
+                    workflow,
+                    input,
+                    link,
+                    seq,
+                } = e
+                {
+                    pending.push((
+                        workflow,
+                        input,
+                        Some((id.clone(), link, i64::from(seq))),
+                        None,
+                        depth + 1,
+                    ));
                 }
             }
             out.push(NewInstance {
@@ -402,7 +534,13 @@ impl Worker {
     }
 
     /// Starts an instance (and its concurrent starts) now, in one transaction.
-    pub async fn start(&self, workflow: &str, input: Value, actor: &str, idempotency_key: Option<String>) -> Result<Started, StartError> {
+    pub async fn start(
+        &self,
+        workflow: &str,
+        input: Value,
+        actor: &str,
+        idempotency_key: Option<String>,
+    ) -> Result<Started, StartError> {
         let now = self.clock.now();
         let tree = self.tree(workflow, input, None, actor, idempotency_key, now)?;
         let started = self.store.start(&[tree], ms(now)).await?;
@@ -413,7 +551,10 @@ impl Worker {
     /// Sends an event to an instance.
     pub async fn send(&self, id: &str, event: &Event, actor: &str) -> Result<bool, StoreError> {
         let payload = serde_json::to_string(event).expect("event serialises");
-        let ok = self.store.send(id, &payload, actor, ms(self.clock.now())).await?;
+        let ok = self
+            .store
+            .send(id, &payload, actor, ms(self.clock.now()))
+            .await?;
         self.wake.notify_one();
         Ok(ok)
     }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::DateTime;
 use clearflow_core::engine::Event;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::registry::Registry;
 use crate::store::{ListFilter, Started, Store};
@@ -25,6 +25,8 @@ use crate::worker::{StartError, Worker};
 pub struct AppState {
     /// The engine shell.
     pub worker: Arc<Worker>,
+    /// The mail sender.
+    pub mailer: Arc<crate::mailer::Mailer>,
     /// Limits and listener settings.
     pub body_limit: usize,
 }
@@ -63,7 +65,11 @@ impl Problem {
     fn internal(e: impl std::fmt::Display) -> Problem {
         let id = uuid::Uuid::now_v7();
         tracing::error!(error = %e, error_id = %id, "request failed");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error", format!("the server failed; error id {id}"))
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+            format!("the server failed; error id {id}"),
+        )
     }
 }
 
@@ -75,7 +81,12 @@ impl IntoResponse for Problem {
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -103,6 +114,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{id}/signal", post(signal))
         .route("/v1/instances/{id}/cancel", post(cancel))
         .route("/v1/events", post(send_keyed))
+        .route("/v1/mail", get(list_mail))
+        .route("/v1/mail/{id}/retry", post(retry_mail))
         .route("/v1/admin/clock", get(get_clock).post(set_clock))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
@@ -114,7 +127,12 @@ async fn readyz(State(s): State<AppState>) -> Response {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not ready", "the store does not answer").into_response()
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready",
+                "the store does not answer",
+            )
+            .into_response()
         }
     }
 }
@@ -125,10 +143,21 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     let mut out = String::new();
     out += "# HELP clearflow_steps_total Steps executed and committed.\n# TYPE clearflow_steps_total counter\n";
     out += &format!("clearflow_steps_total {}\n", c.steps.load(Relaxed));
-    out += "# HELP clearflow_commits_total Engine commits.\n# TYPE clearflow_commits_total counter\n";
+    out +=
+        "# HELP clearflow_commits_total Engine commits.\n# TYPE clearflow_commits_total counter\n";
     out += &format!("clearflow_commits_total {}\n", c.commits.load(Relaxed));
     out += "# HELP clearflow_commit_errors_total Engine commits that failed and were retried.\n# TYPE clearflow_commit_errors_total counter\n";
-    out += &format!("clearflow_commit_errors_total {}\n", c.commit_errors.load(Relaxed));
+    out += &format!(
+        "clearflow_commit_errors_total {}\n",
+        c.commit_errors.load(Relaxed)
+    );
+    let m = &s.mailer.counters;
+    out += "# HELP clearflow_mail_sent_total Messages delivered.\n# TYPE clearflow_mail_sent_total counter\n";
+    out += &format!("clearflow_mail_sent_total {}\n", m.sent.load(Relaxed));
+    out += "# HELP clearflow_mail_retried_total Deliveries that failed temporarily and were rescheduled.\n# TYPE clearflow_mail_retried_total counter\n";
+    out += &format!("clearflow_mail_retried_total {}\n", m.retried.load(Relaxed));
+    out += "# HELP clearflow_mail_dead_total Messages given up as dead letters.\n# TYPE clearflow_mail_dead_total counter\n";
+    out += &format!("clearflow_mail_dead_total {}\n", m.dead.load(Relaxed));
     out += "# HELP clearflow_instances Instances by workflow and status.\n# TYPE clearflow_instances gauge\n";
     for (wf, status, n) in s.store().counts().await? {
         out += &format!("clearflow_instances{{workflow=\"{wf}\",status=\"{status}\"}} {n}\n");
@@ -151,31 +180,56 @@ fn workflow_summary(wf: &clearflow_core::Workflow) -> Value {
 
 async fn list_workflows(State(s): State<AppState>) -> Json<Value> {
     let catalog = s.registry().catalog();
-    Json(json!({ "items": catalog.workflows.values().map(|w| workflow_summary(w)).collect::<Vec<_>>() }))
+    Json(
+        json!({ "items": catalog.workflows.values().map(|w| workflow_summary(w)).collect::<Vec<_>>() }),
+    )
 }
 
-async fn show_workflow(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn show_workflow(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let catalog = s.registry().catalog();
-    let wf = catalog.get(&id).ok_or_else(|| Problem::not_found(format!("no workflow `{id}`")))?;
+    let wf = catalog
+        .get(&id)
+        .ok_or_else(|| Problem::not_found(format!("no workflow `{id}`")))?;
     let mut v = workflow_summary(wf);
-    v["input_schema"] = wf.input_schema.as_ref().map_or(Value::Null, |s| s.json.clone());
-    v["step_ids"] = json!(wf.nodes.iter().filter(|n| n.named).map(|n| n.id.clone()).collect::<Vec<_>>());
+    v["input_schema"] = wf
+        .input_schema
+        .as_ref()
+        .map_or(Value::Null, |s| s.json.clone());
+    v["step_ids"] = json!(
+        wf.nodes
+            .iter()
+            .filter(|n| n.named)
+            .map(|n| n.id.clone())
+            .collect::<Vec<_>>()
+    );
     Ok(Json(v))
 }
 
 async fn graph(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let catalog = s.registry().catalog();
-    let wf = catalog.get(&id).ok_or_else(|| Problem::not_found(format!("no workflow `{id}`")))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], clearflow_core::graph::mermaid(wf)).into_response())
+    let wf = catalog
+        .get(&id)
+        .ok_or_else(|| Problem::not_found(format!("no workflow `{id}`")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        clearflow_core::graph::mermaid(wf),
+    )
+        .into_response())
 }
 
 async fn validate(body: Bytes) -> ApiResult<Json<Value>> {
-    let text = std::str::from_utf8(&body).map_err(|_| Problem::bad_request("the workflow file is not UTF-8"))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| Problem::bad_request("the workflow file is not UTF-8"))?;
     let diags = match clearflow_core::load("request.yaml", text) {
         Ok(_) => Vec::new(),
         Err(d) => d,
     };
-    Ok(Json(json!({ "valid": diags.is_empty(), "diagnostics": diags })))
+    Ok(Json(
+        json!({ "valid": diags.is_empty(), "diagnostics": diags }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -189,13 +243,35 @@ struct StartBody {
 }
 
 async fn start_instance(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let body: StartBody = serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
-    let input = if body.input.is_null() { json!({}) } else { body.input };
-    match s.worker.start(&body.workflow, input, "api", body.idempotency_key).await {
-        Ok(Started::New(id)) => Ok((StatusCode::CREATED, Json(json!({ "id": id, "created": true })))).map(IntoResponse::into_response),
-        Ok(Started::Existing(id)) => Ok((StatusCode::OK, Json(json!({ "id": id, "created": false })))).map(IntoResponse::into_response),
-        Err(StartError::UnknownWorkflow(w)) => Err(Problem::not_found(format!("no workflow `{w}`"))),
-        Err(StartError::Invalid(m)) => Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid input", m)),
+    let body: StartBody = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let input = if body.input.is_null() {
+        json!({})
+    } else {
+        body.input
+    };
+    match s
+        .worker
+        .start(&body.workflow, input, "api", body.idempotency_key)
+        .await
+    {
+        Ok(Started::New(id)) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "id": id, "created": true })),
+        ))
+        .map(IntoResponse::into_response),
+        Ok(Started::Existing(id)) => {
+            Ok((StatusCode::OK, Json(json!({ "id": id, "created": false }))))
+                .map(IntoResponse::into_response)
+        }
+        Err(StartError::UnknownWorkflow(w)) => {
+            Err(Problem::not_found(format!("no workflow `{w}`")))
+        }
+        Err(StartError::Invalid(m)) => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid input",
+            m,
+        )),
         Err(StartError::Store(e)) => Err(Problem::internal(e)),
     }
 }
@@ -210,11 +286,20 @@ struct ListQuery {
     after: Option<String>,
 }
 
-async fn list_instances(State(s): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+async fn list_instances(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let after = match &q.after {
         Some(cursor) => {
-            let (at, id) = cursor.split_once('_').ok_or_else(|| Problem::bad_request("bad `after` cursor"))?;
-            Some((at.parse::<i64>().map_err(|_| Problem::bad_request("bad `after` cursor"))?, id.to_owned()))
+            let (at, id) = cursor
+                .split_once('_')
+                .ok_or_else(|| Problem::bad_request("bad `after` cursor"))?;
+            Some((
+                at.parse::<i64>()
+                    .map_err(|_| Problem::bad_request("bad `after` cursor"))?,
+                id.to_owned(),
+            ))
         }
         None => None,
     };
@@ -229,12 +314,21 @@ async fn list_instances(State(s): State<AppState>, Query(q): Query<ListQuery>) -
             after,
         })
         .await?;
-    let next = (rows.len() as u32 == limit).then(|| rows.last().map(|r| format!("{}_{}", r.created_at, r.id))).flatten();
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| format!("{}_{}", r.created_at, r.id)))
+        .flatten();
     Ok(Json(json!({ "items": rows, "next": next })))
 }
 
-async fn show_instance(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let (row, state) = s.store().instance(&id).await?.ok_or_else(|| Problem::not_found(format!("no instance `{id}`")))?;
+async fn show_instance(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let (row, state) = s
+        .store()
+        .instance(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no instance `{id}`")))?;
     let state: Value = serde_json::from_str(&state).map_err(Problem::internal)?;
     let history = s.store().history(&id).await?;
     let pending = s.store().pending(&id).await?;
@@ -268,8 +362,13 @@ struct SignalBody {
     data: Value,
 }
 
-async fn signal(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
-    let b: SignalBody = serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+async fn signal(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let b: SignalBody = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
     let event = Event::Signal {
         name: b.name,
         key: b.key,
@@ -289,14 +388,21 @@ struct CancelBody {
     reason: Option<String>,
 }
 
-async fn cancel(State(s): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult<Response> {
+async fn cancel(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let b: CancelBody = if body.is_empty() {
         CancelBody { reason: None }
     } else {
-        serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::bad_request(format!("request body: {e}")))?
     };
     let event = Event::Cancel {
-        reason: b.reason.unwrap_or_else(|| "cancelled through the API".into()),
+        reason: b
+            .reason
+            .unwrap_or_else(|| "cancelled through the API".into()),
     };
     if s.worker.send(&id, &event, "api").await? {
         Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response())
@@ -315,7 +421,8 @@ struct KeyedBody {
 }
 
 async fn send_keyed(State(s): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
-    let b: KeyedBody = serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let b: KeyedBody = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
     let event = Event::Signal {
         name: b.name.clone(),
         key: Some(b.key.clone()),
@@ -323,7 +430,10 @@ async fn send_keyed(State(s): State<AppState>, body: Bytes) -> ApiResult<Json<Va
     };
     let payload = serde_json::to_string(&event).map_err(Problem::internal)?;
     let now = crate::clock::ms(s.worker.clock.now());
-    let ids = s.store().send_keyed(&b.name, &b.key, &payload, "api", now).await?;
+    let ids = s
+        .store()
+        .send_keyed(&b.name, &b.key, &payload, "api", now)
+        .await?;
     s.worker.wake.notify_one();
     Ok(Json(json!({ "delivered_to": ids })))
 }
@@ -343,17 +453,63 @@ struct ClockBody {
 
 async fn set_clock(State(s): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
     if !s.worker.clock.is_manual() {
-        return Err(Problem::new(StatusCode::CONFLICT, "system clock", "the daemon runs on the system clock; only a manual clock can be moved"));
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "system clock",
+            "the daemon runs on the system clock; only a manual clock can be moved",
+        ));
     }
-    let b: ClockBody = serde_json::from_slice(&body).map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let b: ClockBody = serde_json::from_slice(&body)
+        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
     let target = match (b.set, b.advance_ms) {
         (Some(t), None) => DateTime::parse_from_rfc3339(&t)
             .map_err(|e| Problem::bad_request(format!("`set`: {e}")))?
             .with_timezone(&chrono::Utc),
         (None, Some(ms)) if ms >= 0 => s.worker.clock.now() + chrono::TimeDelta::milliseconds(ms),
-        _ => return Err(Problem::bad_request("give either `set` (RFC 3339) or a non-negative `advance_ms`")),
+        _ => {
+            return Err(Problem::bad_request(
+                "give either `set` (RFC 3339) or a non-negative `advance_ms`",
+            ));
+        }
     };
     let now = s.worker.clock.set(target).unwrap_or(target);
     s.worker.wake.notify_one();
     Ok(Json(json!({ "now": now.to_rfc3339() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MailQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_mail(
+    State(s): State<AppState>,
+    Query(q): Query<MailQuery>,
+) -> ApiResult<Json<Value>> {
+    if let Some(st) = &q.status {
+        if !["queued", "sent", "dead"].contains(&st.as_str()) {
+            return Err(Problem::bad_request(
+                "`status` is one of queued, sent, dead",
+            ));
+        }
+    }
+    let rows = s
+        .store()
+        .list_mail(q.status.as_deref(), q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(json!({ "items": rows })))
+}
+
+async fn retry_mail(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let now = crate::clock::ms(s.worker.clock.now());
+    if s.store().retry_mail(&id, now).await? {
+        s.mailer.wake.notify_one();
+        Ok(Json(json!({ "queued": true })))
+    } else {
+        Err(Problem::not_found(format!(
+            "no dead or queued message `{id}`"
+        )))
+    }
 }

@@ -19,7 +19,12 @@ impl Client {
 
     /// GETs `path` and returns the JSON body.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.map_err(|e| self.unreachable(e))?;
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         decode(resp).await
     }
 
@@ -36,7 +41,10 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        anyhow::anyhow!("cannot reach the daemon at {}: {e} (is `clearflow serve` running? set --server or CLEARFLOW_SERVER)", self.base)
+        anyhow::anyhow!(
+            "cannot reach the daemon at {}: {e} (is `clearflow serve` running? set --server or CLEARFLOW_SERVER)",
+            self.base
+        )
     }
 }
 
@@ -47,7 +55,14 @@ async fn decode(resp: reqwest::Response) -> anyhow::Result<Value> {
     if status.is_success() {
         Ok(body)
     } else {
-        let detail = body["detail"].as_str().map(str::to_owned).unwrap_or_else(|| body.to_string());
-        anyhow::bail!("{} ({}): {detail}", body["title"].as_str().unwrap_or("request failed"), status.as_u16())
+        let detail = body["detail"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.to_string());
+        anyhow::bail!(
+            "{} ({}): {detail}",
+            body["title"].as_str().unwrap_or("request failed"),
+            status.as_u16()
+        )
     }
 }

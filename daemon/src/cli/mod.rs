@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::config::Config;
 use client::Client;
@@ -24,7 +24,12 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 struct Remote {
     /// The daemon's URL.
-    #[arg(long, env = "CLEARFLOW_SERVER", default_value = "http://127.0.0.1:7878", global = true)]
+    #[arg(
+        long,
+        env = "CLEARFLOW_SERVER",
+        default_value = "http://127.0.0.1:7878",
+        global = true
+    )]
     server: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -55,6 +60,11 @@ enum Command {
     },
     /// Print the JSON Schema of workflow files.
     Schema,
+    /// Write and try plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Work with instances on a running daemon.
     Instances {
         #[command(subcommand)]
@@ -66,6 +76,13 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The mail outbox.
+    Mail {
+        #[command(subcommand)]
+        command: MailCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -136,6 +153,59 @@ enum InstanceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Create a ready-to-build plugin crate in ./NAME (or --dir).
+    New {
+        /// The plugin's name (lowercase letters, digits and `-`).
+        name: String,
+        /// Where to create it.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to the SDK crate (default: the published SDK path inside this repository, if found).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Run one call exactly as the daemon would and print the output and what it cost.
+    Test {
+        /// The component (`.wasm`).
+        wasm: PathBuf,
+        /// The input JSON file.
+        #[arg(long)]
+        input: PathBuf,
+        /// The plugin config JSON file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Wall-clock limit in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+        /// Memory limit in MiB.
+        #[arg(long, default_value_t = 64)]
+        memory_mib: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// List messages, newest first.
+    List {
+        /// queued, sent or dead.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Queue a dead letter again.
+    Retry {
+        /// The message id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum EventCommand {
     /// Send an event with a key.
     Send {
@@ -153,7 +223,10 @@ enum EventCommand {
 /// Runs the command line; the binary's `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
@@ -168,12 +241,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref())?;
             crate::server::init_logging(&cfg.log);
-            crate::server::serve(cfg).await?;
+            crate::server::serve(cfg, config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths, json } => Ok(validate(&paths, json)),
         Command::Graph { file } => {
-            let src = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let src = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             match clearflow_core::load(&file.display().to_string(), &src) {
                 Ok(wf) => {
                     print!("{}", clearflow_core::graph::mermaid(&wf));
@@ -192,39 +266,136 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Instances { command, remote } => instances(command, &remote).await,
-        Command::Events { command: EventCommand::Send { name, key, data }, remote } => {
+        Command::Plugin { command } => plugin(command),
+        Command::Events {
+            command: EventCommand::Send { name, key, data },
+            remote,
+        } => {
             let client = Client::new(&remote.server);
             let data = read_json(data.as_ref())?;
-            let v = client.post("/v1/events", &json!({ "name": name, "key": key, "data": data })).await?;
+            let v = client
+                .post(
+                    "/v1/events",
+                    &json!({ "name": name, "key": key, "data": data }),
+                )
+                .await?;
             print_value(&v, remote.json, |v| {
                 let ids = v["delivered_to"].as_array().map_or(0, Vec::len);
                 format!("delivered to {ids} instance(s)")
             });
             Ok(ExitCode::SUCCESS)
         }
-        Command::Clock { advance, set, remote } => {
+        Command::Mail { command, remote } => {
+            let client = Client::new(&remote.server);
+            match command {
+                MailCommand::List { status, limit } => {
+                    let mut path = format!("/v1/mail?limit={limit}");
+                    if let Some(s) = status {
+                        path += &format!("&status={s}");
+                    }
+                    let v = client.get(&path).await?;
+                    print_value(&v, remote.json, |v| {
+                        v["items"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|m| {
+                                format!(
+                                    "{}  {:<7} {:>2} tries  {}  {}{}",
+                                    m["id"].as_str().unwrap_or_default(),
+                                    m["status"].as_str().unwrap_or_default(),
+                                    m["attempts"],
+                                    time(&m["created_at"]),
+                                    m["subject"].as_str().unwrap_or_default(),
+                                    m["last_error"]
+                                        .as_str()
+                                        .map(|e| format!("\n    last error: {e}"))
+                                        .unwrap_or_default()
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    });
+                }
+                MailCommand::Retry { id } => {
+                    let v = client
+                        .post(&format!("/v1/mail/{id}/retry"), &json!({}))
+                        .await?;
+                    print_value(&v, remote.json, |_| "queued again".into());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clock {
+            advance,
+            set,
+            remote,
+        } => {
             let client = Client::new(&remote.server);
             let v = match (advance, set) {
                 (Some(a), None) => {
-                    let span: clearflow_time::Span = a.parse().map_err(|e| anyhow::anyhow!("--advance: {e}"))?;
+                    let span: clearflow_time::Span =
+                        a.parse().map_err(|e| anyhow::anyhow!("--advance: {e}"))?;
                     let now: Value = client.get("/v1/admin/clock").await?;
-                    let now = chrono::DateTime::parse_from_rfc3339(now["now"].as_str().unwrap_or_default())?.with_timezone(&chrono::Utc);
+                    let now = chrono::DateTime::parse_from_rfc3339(
+                        now["now"].as_str().unwrap_or_default(),
+                    )?
+                    .with_timezone(&chrono::Utc);
                     let to = clearflow_time::add(now, &span, chrono_tz::UTC, None)?;
-                    client.post("/v1/admin/clock", &json!({ "set": to.at.to_rfc3339() })).await?
+                    client
+                        .post("/v1/admin/clock", &json!({ "set": to.at.to_rfc3339() }))
+                        .await?
                 }
                 (None, Some(s)) => client.post("/v1/admin/clock", &json!({ "set": s })).await?,
                 (None, None) => client.get("/v1/admin/clock").await?,
                 _ => anyhow::bail!("give --advance or --set, not both"),
             };
-            print_value(&v, remote.json, |v| v["now"].as_str().unwrap_or_default().to_owned());
+            print_value(&v, remote.json, |v| {
+                v["now"].as_str().unwrap_or_default().to_owned()
+            });
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 fn validate(paths: &[PathBuf], as_json: bool) -> ExitCode {
-    let loaded = crate::registry::load_paths(paths);
-    let errors = loaded.diagnostics.iter().filter(|d| d.severity == clearflow_core::Severity::Error).count();
+    // Templates sit in `templates/` beside the workflow files.
+    let dirs: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(PathBuf::from).unwrap_or_default()
+            }
+        })
+        .collect();
+    let mut template_errors = Vec::new();
+    let templates = dirs
+        .iter()
+        .map(|d| d.join("templates"))
+        .find(|t| t.is_dir())
+        .and_then(|t| {
+            clearflow_templates::load_dir(&t)
+                .map_err(|e| template_errors = e)
+                .ok()
+        });
+    let mut loaded = crate::registry::load_paths(paths, templates.as_ref());
+    for e in template_errors {
+        loaded.diagnostics.push(clearflow_core::Diagnostic::error(
+            &e.path.display().to_string(),
+            clearflow_core::Pos {
+                line: e.line.unwrap_or(1) as u32,
+                col: 1,
+            },
+            e.to_string(),
+        ));
+    }
+    let errors = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == clearflow_core::Severity::Error)
+        .count();
     if as_json {
         let v = json!({
             "valid": errors == 0,
@@ -251,7 +422,9 @@ fn validate(paths: &[PathBuf], as_json: bool) -> ExitCode {
 }
 
 fn read_json(path: Option<&PathBuf>) -> anyhow::Result<Value> {
-    let Some(path) = path else { return Ok(Value::Null) };
+    let Some(path) = path else {
+        return Ok(Value::Null);
+    };
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
@@ -278,12 +451,18 @@ fn time(ms: &Value) -> String {
 async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<ExitCode> {
     let client = Client::new(&remote.server);
     match command {
-        InstanceCommand::Start { workflow, input, idempotency_key } => {
+        InstanceCommand::Start {
+            workflow,
+            input,
+            idempotency_key,
+        } => {
             let input = read_json(input.as_ref())?;
             let v = client
                 .post("/v1/instances", &json!({ "workflow": workflow, "input": input, "idempotency_key": idempotency_key }))
                 .await?;
-            print_value(&v, remote.json, |v| v["id"].as_str().unwrap_or_default().to_owned());
+            print_value(&v, remote.json, |v| {
+                v["id"].as_str().unwrap_or_default().to_owned()
+            });
         }
         InstanceCommand::Show { id } => {
             let v = client.get(&format!("/v1/instances/{id}")).await?;
@@ -294,14 +473,21 @@ async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<
                     i["id"].as_str().unwrap_or_default(),
                     i["workflow"].as_str().unwrap_or_default(),
                     i["status"].as_str().unwrap_or_default(),
-                    i["outcome"].as_str().map(|o| format!(" ({o})")).unwrap_or_default(),
+                    i["outcome"]
+                        .as_str()
+                        .map(|o| format!(" ({o})"))
+                        .unwrap_or_default(),
                     time(&i["created_at"]),
                     time(&i["updated_at"]),
                 );
                 if let Some(pending) = v["pending"].as_array().filter(|p| !p.is_empty()) {
                     s += "pending:\n";
                     for p in pending {
-                        s += &format!("  {} at {}\n", p["kind"].as_str().unwrap_or_default(), time(&p["due_at"]));
+                        s += &format!(
+                            "  {} at {}\n",
+                            p["kind"].as_str().unwrap_or_default(),
+                            time(&p["due_at"])
+                        );
                     }
                 }
                 s += "history:\n";
@@ -317,7 +503,11 @@ async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<
                 s.trim_end().to_owned()
             });
         }
-        InstanceCommand::List { workflow, status, limit } => {
+        InstanceCommand::List {
+            workflow,
+            status,
+            limit,
+        } => {
             let mut query = vec![format!("limit={limit}")];
             if let Some(w) = workflow {
                 query.push(format!("workflow={w}"));
@@ -325,7 +515,9 @@ async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<
             if let Some(s) = status {
                 query.push(format!("status={s}"));
             }
-            let v = client.get(&format!("/v1/instances?{}", query.join("&"))).await?;
+            let v = client
+                .get(&format!("/v1/instances?{}", query.join("&")))
+                .await?;
             print_value(&v, remote.json, |v| {
                 v["items"]
                     .as_array()
@@ -344,17 +536,141 @@ async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<
                     .join("\n")
             });
         }
-        InstanceCommand::Signal { id, event, data, key } => {
+        InstanceCommand::Signal {
+            id,
+            event,
+            data,
+            key,
+        } => {
             let data = read_json(data.as_ref())?;
             let v = client
-                .post(&format!("/v1/instances/{id}/signal"), &json!({ "name": event, "key": key, "data": data }))
+                .post(
+                    &format!("/v1/instances/{id}/signal"),
+                    &json!({ "name": event, "key": key, "data": data }),
+                )
                 .await?;
             print_value(&v, remote.json, |_| "delivered".into());
         }
         InstanceCommand::Cancel { id, reason } => {
-            let v = client.post(&format!("/v1/instances/{id}/cancel"), &json!({ "reason": reason })).await?;
+            let v = client
+                .post(
+                    &format!("/v1/instances/{id}/cancel"),
+                    &json!({ "reason": reason }),
+                )
+                .await?;
             print_value(&v, remote.json, |_| "cancel requested".into());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::New { name, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = sdk.or_else(|| {
+                let guess = std::env::current_dir().ok()?.join("plugins/sdk");
+                guess.is_dir().then_some(guess)
+            });
+            clearflow_plugin_host::scaffold(&name, &dir, sdk.as_deref())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            println!(
+                "created {} — build it with `cargo build --release --target wasm32-wasip2` inside it",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Test {
+            wasm,
+            input,
+            config,
+            timeout_ms,
+            memory_mib,
+            json: as_json,
+        } => {
+            use sha2_hex::sha256_file;
+            let input = read_json(Some(&input))?;
+            let config = read_json(config.as_ref())?;
+            let cache = std::env::temp_dir().join("clearflow-plugin-test-cache");
+            let host = clearflow_plugin_host::Host::new(&cache)?;
+            let mut limits = clearflow_plugin_host::Limits::default();
+            limits.timeout = std::time::Duration::from_millis(timeout_ms);
+            limits.memory_bytes = memory_mib * 1024 * 1024;
+            let decl = clearflow_plugin_host::PluginDecl {
+                name: "test".into(),
+                sha256: sha256_file(&wasm)?,
+                path: wasm.clone(),
+                limits,
+                config: if config.is_null() { json!({}) } else { config },
+            };
+            let plugins = host.load(&[decl]).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+            let inv = clearflow_plugin_host::Invocation {
+                workflow: "test".into(),
+                instance: "test".into(),
+                step: "test".into(),
+                attempt: 1,
+            };
+            let (v, ok) = match plugins.call("test", &inv, &input) {
+                Ok(out) => (
+                    json!({"ok": true, "output": out.output, "wall_us": out.wall.as_micros() as u64, "memory_peak_bytes": out.memory_peak,
+                           "logs": out.logs.iter().map(|l| l.message.clone()).collect::<Vec<_>>()}),
+                    true,
+                ),
+                Err(e) => (
+                    json!({"ok": false, "class": e.class.as_str(), "retryable": e.class.retryable(), "message": e.message, "wall_us": e.wall.as_micros() as u64,
+                           "logs": e.logs.iter().map(|l| l.message.clone()).collect::<Vec<_>>()}),
+                    false,
+                ),
+            };
+            print_value(&v, as_json, |v| {
+                let mut s = if ok {
+                    format!(
+                        "output: {}\n",
+                        serde_json::to_string_pretty(&v["output"]).unwrap_or_default()
+                    )
+                } else {
+                    format!(
+                        "error class: {} (retryable: {})\nmessage: {}\n",
+                        v["class"],
+                        v["retryable"],
+                        v["message"].as_str().unwrap_or_default()
+                    )
+                };
+                s += &format!("wall time: {} µs\n", v["wall_us"]);
+                if ok {
+                    s += &format!("memory used: {} bytes\n", v["memory_peak_bytes"]);
+                }
+                for l in v["logs"].as_array().into_iter().flatten() {
+                    s += &format!("log: {}\n", l.as_str().unwrap_or_default());
+                }
+                s.trim_end().to_owned()
+            });
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+mod sha2_hex {
+    //! The sha256 of a file, as the plugin declarations write it.
+    use sha2::{Digest, Sha256};
+
+    pub fn sha256_file(path: &std::path::Path) -> anyhow::Result<String> {
+        let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
 }

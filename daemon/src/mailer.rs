@@ -1,0 +1,309 @@
+//! Mail: rendering notify steps into outbox rows, and the sender that delivers them.
+//!
+//! A notify step's message is rendered and queued in the same transaction as the step
+//! (see `worker.rs`). The sender claims due rows with a lease, delivers them through
+//! the configured transport, and records the outcome: sent, retry later with
+//! exponential backoff and jitter, or a dead letter with the server's reply. A crash
+//! between delivery and recording re-sends the message with the same `Message-ID`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::clock::{Clock, ms};
+use crate::config::MailConfig;
+use crate::registry::Registry;
+use crate::store::{MailOutcome, NewMail, Store, StoreError};
+
+/// Counters for metrics.
+#[derive(Default)]
+pub struct MailCounters {
+    /// Delivered.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// Failed temporarily and rescheduled.
+    pub retried: std::sync::atomic::AtomicU64,
+    /// Given up.
+    pub dead: std::sync::atomic::AtomicU64,
+}
+
+/// What a notify step asks for, before rendering.
+pub struct Request<'a> {
+    /// Sending instance.
+    pub instance: &'a str,
+    /// Its workflow.
+    pub workflow: &'a str,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Sending step.
+    pub step: &'a str,
+    /// Template name.
+    pub template: &'a str,
+    /// Recipients (`role:NAME` allowed).
+    pub to: &'a [String],
+    /// Copy.
+    pub cc: &'a [String],
+    /// Blind copy.
+    pub bcc: &'a [String],
+    /// Locale asked for.
+    pub locale: Option<&'a str>,
+    /// Template data.
+    pub data: &'a Value,
+}
+
+/// Renders a notify step into an outbox row. A message that cannot be rendered or has
+/// no recipient is still queued, as a dead letter carrying the reason, so nothing is
+/// lost silently.
+pub fn render(
+    cfg: &MailConfig,
+    registry: &Registry,
+    req: &Request<'_>,
+    now: DateTime<Utc>,
+) -> NewMail {
+    let directory = registry.directory();
+    let expand = |list: &[String]| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for r in list {
+            match r.strip_prefix("role:") {
+                Some(role) => out.extend(directory.members(role).iter().map(|u| u.email.clone())),
+                None => out.push(r.clone()),
+            }
+        }
+        out.dedup();
+        out
+    };
+    let (to, cc, bcc) = (expand(req.to), expand(req.cc), expand(req.bcc));
+    let first = to.first().or(cc.first()).or(bcc.first()).cloned();
+    let user = first.as_deref().and_then(|a| directory.by_email(a));
+    let locale = req
+        .locale
+        .map(str::to_owned)
+        .or_else(|| user.and_then(|u| u.locale.clone()))
+        .unwrap_or_else(|| clearflow_templates::DEFAULT_LOCALE.to_owned());
+    let mut ctx: Map<String, Value> = match req.data {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    ctx.insert(
+        "instance".into(),
+        json!({ "id": req.instance, "workflow": req.workflow, "started_at": req.started_at.to_rfc3339() }),
+    );
+    ctx.insert("step".into(), Value::String(req.step.to_owned()));
+    ctx.insert(
+        "recipient".into(),
+        json!({ "address": first, "name": user.map(|u| u.name.clone()), "locale": locale }),
+    );
+    ctx.insert(
+        "case_url".into(),
+        Value::String(cfg.case_url.replace("{id}", req.instance)),
+    );
+    ctx.insert("now".into(), Value::String(now.to_rfc3339()));
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut mail = NewMail {
+        message_id: clearflow_mail::message_id(&id, &cfg.domain),
+        id,
+        instance_id: Some(req.instance.to_owned()),
+        step: Some(req.step.to_owned()),
+        from: cfg.from.clone(),
+        to,
+        cc,
+        bcc,
+        subject: String::new(),
+        text: String::new(),
+        html: None,
+        locale: locale.clone(),
+    };
+    let rendered = match registry.templates() {
+        None => Err("no templates are loaded (is the templates folder missing?)".to_owned()),
+        Some(t) => t
+            .render(req.template, Some(&locale), &Value::Object(ctx))
+            .map_err(|e| e.to_string()),
+    };
+    match rendered {
+        Ok(r) => {
+            mail.subject = r.subject;
+            mail.text = r.text;
+            mail.html = r.html;
+            mail.locale = r.locale;
+        }
+        Err(e) => {
+            mail.subject = format!("[not rendered] {}", req.template);
+            mail.text = format!("rendering template `{}` failed: {e}", req.template);
+        }
+    }
+    mail
+}
+
+/// Why a rendered row must become a dead letter at once, if it must.
+pub fn unsendable(mail: &NewMail) -> Option<String> {
+    if mail.subject.starts_with("[not rendered]") {
+        return Some(mail.text.clone());
+    }
+    if mail.to.is_empty() && mail.cc.is_empty() && mail.bcc.is_empty() {
+        return Some("no recipient: the addresses were empty or the roles have no members".into());
+    }
+    None
+}
+
+/// The sender.
+pub struct Mailer {
+    store: Store,
+    transport: clearflow_mail::Transport,
+    cfg: MailConfig,
+    clock: Clock,
+    node_id: String,
+    /// Poked when mail is queued.
+    pub wake: Arc<Notify>,
+    /// Metrics.
+    pub counters: MailCounters,
+}
+
+impl Mailer {
+    /// A sender through the configured transport.
+    pub fn new(
+        store: Store,
+        cfg: MailConfig,
+        clock: Clock,
+        node_id: String,
+        wake: Arc<Notify>,
+    ) -> Result<Mailer, clearflow_mail::ConfigError> {
+        let transport = clearflow_mail::Transport::new(&cfg.transport)?;
+        Ok(Mailer {
+            store,
+            transport,
+            cfg,
+            clock,
+            node_id,
+            wake,
+            counters: MailCounters::default(),
+        })
+    }
+
+    /// The delay before attempt `attempts + 1`, with up to 20% jitter fixed by the id.
+    fn backoff(&self, id: &str, attempts: i64) -> chrono::TimeDelta {
+        let base =
+            self.cfg.retry_initial_seconds.max(1) as f64 * 2f64.powi(attempts.clamp(0, 30) as i32);
+        let base = base.min(self.cfg.retry_max_seconds.max(1) as f64);
+        let h = id
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let jitter = (h % 1000) as f64 / 1000.0 * 0.2;
+        chrono::TimeDelta::milliseconds((base * (1.0 + jitter) * 1000.0) as i64)
+    }
+
+    /// Sends until `shutdown`; a send in flight is finished and recorded first.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let poll = Duration::from_millis(500);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.round().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "mail round failed; retrying"),
+            }
+            let next = self
+                .store
+                .next_mail()
+                .await
+                .ok()
+                .flatten()
+                .and_then(DateTime::from_timestamp_millis);
+            let clock = self.clock.clone();
+            tokio::select! {
+                _ = async move { match next { Some(t) => clock.sleep_until(t).await, None => std::future::pending().await } } => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!("mail sender stopped");
+    }
+
+    /// Claims due messages and sends them, `concurrency` at a time. Returns how many.
+    pub async fn round(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let limit = (self.cfg.concurrency.max(1) * 8) as u32;
+        let claimed = self
+            .store
+            .claim_mail(&self.node_id, ms(now), 120_000, limit)
+            .await?;
+        let n = claimed.len();
+        let permits = Arc::new(Semaphore::new(self.cfg.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in claimed {
+            let me = self.clone();
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore open");
+            tasks.spawn(async move {
+                let outcome = me.deliver(&c.mail, c.attempts).await;
+                let result = me
+                    .store
+                    .finish_mail(&c.mail.id, &outcome, ms(me.clock.now()))
+                    .await;
+                drop(permit);
+                result
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "recording a send failed; the message will be sent again with the same Message-ID")
+                }
+                Err(e) => tracing::error!(error = %e, "a send task failed"),
+            }
+        }
+        Ok(n)
+    }
+
+    async fn deliver(&self, m: &NewMail, attempts: i64) -> MailOutcome {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(reason) = unsendable(m) {
+            self.counters.dead.fetch_add(1, Relaxed);
+            tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "dead letter: {reason}");
+            return MailOutcome::Dead(reason);
+        }
+        let mail = clearflow_mail::Mail {
+            id: m.id.clone(),
+            message_id: m.message_id.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            cc: m.cc.clone(),
+            bcc: m.bcc.clone(),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m.html.clone(),
+            headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
+        };
+        match self.transport.send(&mail).await {
+            Ok(d) => {
+                self.counters.sent.fetch_add(1, Relaxed);
+                tracing::info!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "mail sent");
+                MailOutcome::Sent(d.reply)
+            }
+            Err(e) if e.is_temporary() && attempts + 1 < i64::from(self.cfg.max_attempts) => {
+                self.counters.retried.fetch_add(1, Relaxed);
+                let at = self.clock.now() + self.backoff(&m.id, attempts);
+                tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, reply = %e.reply, retry_at = %at, "mail delivery failed; will retry");
+                MailOutcome::Retry(ms(at), e.reply)
+            }
+            Err(e) => {
+                self.counters.dead.fetch_add(1, Relaxed);
+                let why = if e.is_temporary() {
+                    format!("gave up after {} attempts: {}", attempts + 1, e.reply)
+                } else {
+                    e.reply
+                };
+                tracing::error!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, reply = %why, "mail is a dead letter");
+                MailOutcome::Dead(why)
+            }
+        }
+    }
+}

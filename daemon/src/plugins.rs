@@ -1,0 +1,58 @@
+//! Plugins in the daemon: loading the declared components and running calls for the engine.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clearflow_core::engine::PluginFailure;
+use clearflow_plugin_host::{Host, Plugins};
+use serde_json::Value;
+
+use crate::config::PluginConfig;
+use crate::worker::{Invocation, PluginRunner};
+
+/// The loaded plugins, as the engine calls them.
+pub struct Loaded(pub Plugins);
+
+impl PluginRunner for Loaded {
+    fn call(
+        &self,
+        plugin: &str,
+        inv: &Invocation,
+        input: &Value,
+        _timeout: Option<Duration>,
+    ) -> Result<Value, PluginFailure> {
+        let host_inv = clearflow_plugin_host::Invocation {
+            workflow: inv.workflow.clone(),
+            instance: inv.instance.clone(),
+            step: inv.step.clone(),
+            attempt: inv.attempt,
+        };
+        match self.0.call(plugin, &host_inv, input) {
+            Ok(out) => {
+                tracing::debug!(plugin, instance = %inv.instance, step = %inv.step, wall_us = out.wall.as_micros() as u64, memory = out.memory_peak, "plugin call");
+                Ok(out.output)
+            }
+            Err(e) => {
+                tracing::warn!(plugin, instance = %inv.instance, step = %inv.step, class = e.class.as_str(), "plugin call failed: {}", e.message);
+                Err(PluginFailure {
+                    class: e.class.as_str().to_owned(),
+                    message: e.message,
+                    retryable: e.class.retryable(),
+                })
+            }
+        }
+    }
+}
+
+/// Loads every declared plugin; every problem at once.
+pub fn load(
+    host: &Host,
+    decls: &[PluginConfig],
+    base: &Path,
+) -> Result<Arc<dyn PluginRunner>, Vec<String>> {
+    let decls: Vec<_> = decls.iter().map(|d| d.decl(base)).collect();
+    host.load(&decls)
+        .map(|p| Arc::new(Loaded(p)) as Arc<dyn PluginRunner>)
+        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+}
