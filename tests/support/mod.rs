@@ -1,0 +1,569 @@
+//! Test harness for the end-to-end tests: runs the real `clearflow` binary against a store.
+//!
+//! [`Daemon::start`] writes a configuration into a temporary folder (a free loopback
+//! port, a manual clock, a SQLite file or a fresh PostgreSQL database), copies the
+//! workflows, spawns `clearflow serve` and waits for `/readyz`. The daemon's stderr goes
+//! to a file in that folder so a failing test can show it. Dropping a [`Daemon`] kills
+//! the process and drops its PostgreSQL database.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{Value, json};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_clearflow");
+
+/// The fixture workflows of the end-to-end tests.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/workflows")
+}
+
+/// Where every manual clock starts: a Monday, 09:00 UTC.
+pub fn epoch() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2025-03-03T09:00:00Z")
+        .expect("epoch")
+        .with_timezone(&Utc)
+}
+
+/// Which database the daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the daemon's temporary folder.
+    Sqlite,
+    /// A fresh database on the server named by `CLEARFLOW_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// A PostgreSQL database created for one test and dropped after it.
+pub struct PgDatabase {
+    /// Its URL.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+/// The server URL for the PostgreSQL half of the suite; panics (never skips) without it.
+pub fn postgres_url() -> String {
+    match std::env::var("CLEARFLOW_TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!(
+            "CLEARFLOW_TEST_POSTGRES_URL is not set: the PostgreSQL tests need a server. \
+             Run ./scripts/test.sh, which starts a throwaway PostgreSQL and sets it"
+        ),
+    }
+}
+
+fn pg_exec(url: &str, sql: &str) -> Result<(), String> {
+    use sqlx::{Connection, Executor};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .map_err(|e| format!("connecting to {url}: {e}"))?;
+        conn.execute(sql).await.map_err(|e| format!("{sql}: {e}"))?;
+        conn.close().await.map_err(|e| e.to_string())
+    })
+}
+
+impl PgDatabase {
+    /// Creates `t_<random>` on the test server.
+    pub fn create() -> PgDatabase {
+        let admin = postgres_url();
+        let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+        pg_exec(&admin, &format!("CREATE DATABASE {name}")).expect("creating a test database");
+        let (base, _) = admin.rsplit_once('/').expect("postgres url has a database");
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = pg_exec(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+/// A free loopback port (bound and released; the daemon binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("binding 127.0.0.1:0")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+/// Copies the workflow files of `from` (and the shipped calendars) into `to`.
+pub fn copy_workflows(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("workflows dir");
+    for entry in fs::read_dir(from).expect("reading workflows") {
+        let p = entry.expect("entry").path();
+        if p.is_file() {
+            fs::copy(&p, to.join(p.file_name().expect("name"))).expect("copying a workflow");
+        }
+    }
+    let calendars = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/calendars");
+    copy_dir(&calendars, &to.join("calendars"));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("creating a folder");
+    for entry in fs::read_dir(from).expect("reading a folder") {
+        let p = entry.expect("entry").path();
+        let target = to.join(p.file_name().expect("name"));
+        if p.is_dir() {
+            copy_dir(&p, &target);
+        } else {
+            fs::copy(&p, &target).expect("copying a file");
+        }
+    }
+}
+
+/// Settings of one daemon beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra lines for the `[engine]` section, e.g. `batch_size = 16`.
+    pub engine: String,
+    /// Environment variables for the daemon.
+    pub env: Vec<(String, String)>,
+    /// Extra configuration appended to the file (e.g. `[[plugins]]` tables).
+    pub extra: String,
+}
+
+/// A running `clearflow serve` (or one that was killed and can be restarted).
+pub struct Daemon {
+    /// The backend.
+    pub backend: Backend,
+    /// The temporary folder with config, workflows, store and logs.
+    pub dir: tempfile::TempDir,
+    /// The listener port.
+    pub port: u16,
+    /// The store URL.
+    pub store_url: String,
+    /// Where the manual clock starts on the next (re)start.
+    pub clock_start: DateTime<Utc>,
+    /// Settings used on the next (re)start.
+    pub options: Options,
+    child: Option<Child>,
+    starts: u32,
+    http: reqwest::blocking::Client,
+    _pg: Option<PgDatabase>,
+}
+
+impl Daemon {
+    /// Starts a daemon on `backend` with the workflows of `workflows`.
+    pub fn start(backend: Backend, workflows: &Path) -> Daemon {
+        Daemon::start_with(backend, workflows, Options::default())
+    }
+
+    /// Starts a daemon with extra settings.
+    pub fn start_with(backend: Backend, workflows: &Path, options: Options) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("clearflow-e2e")
+            .tempdir()
+            .expect("temp dir");
+        copy_workflows(workflows, &dir.path().join("workflows"));
+        let (store_url, pg) = match backend {
+            Backend::Sqlite => (
+                format!(
+                    "sqlite://{}",
+                    dir.path().join("store/clearflow.db").display()
+                ),
+                None,
+            ),
+            Backend::Postgres => {
+                let db = PgDatabase::create();
+                (db.url.clone(), Some(db))
+            }
+        };
+        let mut d = Daemon {
+            backend,
+            dir,
+            port: free_port(),
+            store_url,
+            clock_start: epoch(),
+            options,
+            child: None,
+            starts: 0,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            _pg: pg,
+        };
+        d.spawn();
+        d
+    }
+
+    /// The configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("clearflow.toml")
+    }
+
+    /// The workflows folder the daemon reads.
+    pub fn workflows_dir(&self) -> PathBuf {
+        self.dir.path().join("workflows")
+    }
+
+    /// The base URL of the API.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn write_config(&self) {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"{url}\"\n\n[workflows]\ndir = \"{wf}\"\n\n\
+             [engine]\npoll_ms = 50\n{engine}\n\n[log]\nlevel = \"info,sqlx=warn\"\n\n[clock]\nmode = \"manual\"\nstart = \"{start}\"\n{extra}\n",
+            port = self.port,
+            url = self.store_url,
+            wf = self.workflows_dir().display(),
+            engine = self.options.engine,
+            start = self.clock_start.to_rfc3339(),
+            extra = self.options.extra,
+        );
+        fs::write(self.config_path(), text).expect("writing the config");
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the daemon is already running");
+        self.write_config();
+        self.starts += 1;
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        writeln!(log, "===== start {} =====", self.starts).expect("log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .env_remove("CLEARFLOW__STORE__URL")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log);
+        for (k, v) in &self.options.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawning clearflow serve"));
+        let ready = self.wait_until("the daemon answers /readyz", Duration::from_secs(60), |d| {
+            if let Some(status) = d
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
+                panic!(
+                    "the daemon exited with {status} before it was ready:\n{}",
+                    d.logs()
+                );
+            }
+            d.http
+                .get(format!("{}/readyz", d.url()))
+                .send()
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        });
+        assert!(ready);
+    }
+
+    /// Everything the daemon logged, over all its starts.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The process id of the running daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the daemon is not running").id()
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        self.reap();
+    }
+
+    /// Waits for a daemon that was signalled (e.g. with `signal("KILL")` from a test
+    /// holding only `&Daemon`) to exit; returns whether it exited successfully.
+    pub fn reap(&mut self) -> bool {
+        let mut child = self.child.take().expect("the daemon is not running");
+        child.wait().expect("reaping the daemon").success()
+    }
+
+    /// The value of a counter or gauge line of `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> u64 {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .expect("GET /metrics");
+        let text = r.text().expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .map_or(0, |v| v.trim().parse().expect("a number"))
+    }
+
+    /// Starts the daemon again on the same store (and port), the manual clock at `clock_start`.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Sends a signal (`TERM`, `HUP`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg("-s")
+            .arg(name)
+            .arg(self.pid().to_string())
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// SIGTERM; asserts that the daemon exits 0 within 30 s.
+    pub fn terminate(&mut self) {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                assert!(
+                    status.success(),
+                    "the daemon exited with {status} after SIGTERM:\n{}",
+                    self.logs()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "the daemon did not exit within 30 s of SIGTERM:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `clearflow ARGS…` against this daemon (`CLEARFLOW_SERVER` set).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("CLEARFLOW_SERVER", self.url())
+            .current_dir(self.dir.path())
+            .output()
+            .expect("running clearflow")
+    }
+
+    /// Like [`Daemon::cli`], asserting success and returning stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "clearflow {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// GET `path`: the status and the JSON (or string) body.
+    pub fn try_get(&self, path: &str) -> Result<(u16, Value), reqwest::Error> {
+        let r = self.http.get(format!("{}{path}", self.url())).send()?;
+        Ok(decode(r))
+    }
+
+    /// POST JSON to `path`: the status and the body.
+    pub fn try_post(&self, path: &str, body: &Value) -> Result<(u16, Value), reqwest::Error> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .json(body)
+            .send()?;
+        Ok(decode(r))
+    }
+
+    /// GET `path`, asserting a 2xx answer.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, v) = self
+            .try_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!((200..300).contains(&status), "GET {path}: {status} {v}");
+        v
+    }
+
+    /// POST `path`, asserting a 2xx answer.
+    pub fn post(&self, path: &str, body: &Value) -> Value {
+        let (status, v) = self
+            .try_post(path, body)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert!((200..300).contains(&status), "POST {path}: {status} {v}");
+        v
+    }
+
+    /// The manual clock's time.
+    pub fn now(&self) -> DateTime<Utc> {
+        let v = self.get("/v1/admin/clock");
+        DateTime::parse_from_rfc3339(v["now"].as_str().expect("now"))
+            .expect("rfc3339")
+            .with_timezone(&Utc)
+    }
+
+    /// Moves the manual clock to `to`.
+    pub fn set_clock(&self, to: DateTime<Utc>) {
+        self.post("/v1/admin/clock", &json!({ "set": to.to_rfc3339() }));
+    }
+
+    /// Moves the manual clock forward by `by`.
+    pub fn advance(&self, by: TimeDelta) {
+        self.post(
+            "/v1/admin/clock",
+            &json!({ "advance_ms": by.num_milliseconds() }),
+        );
+    }
+
+    /// Polls `check` every 20 ms until it holds; panics with the logs after `timeout`.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&mut Daemon) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check(self) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting until {what}; daemon log:\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts `workflow` through the API; returns `(id, created)`.
+    pub fn start_instance(
+        &self,
+        workflow: &str,
+        input: &Value,
+        key: Option<&str>,
+    ) -> (String, bool) {
+        let v = self.post(
+            "/v1/instances",
+            &json!({ "workflow": workflow, "input": input, "idempotency_key": key }),
+        );
+        (
+            v["id"].as_str().expect("id").to_owned(),
+            v["created"].as_bool().expect("created"),
+        )
+    }
+
+    /// One instance with history, pending work and children.
+    pub fn instance(&self, id: &str) -> Value {
+        self.get(&format!("/v1/instances/{id}"))
+    }
+
+    /// Every instance matching `query` (e.g. `status=running`), following the pages.
+    pub fn list_all(&self, query: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/instances?limit=1000&{query}");
+            if let Some(a) = &after {
+                path += &format!("&after={a}");
+            }
+            let v = self.get(&path);
+            out.extend(v["items"].as_array().expect("items").iter().cloned());
+            match v["next"].as_str() {
+                Some(n) => after = Some(n.to_owned()),
+                None => return out,
+            }
+        }
+    }
+
+    /// Whether nothing is due: every running instance waits for a later time or for nothing.
+    pub fn idle(&self) -> bool {
+        let now = self.now().timestamp_millis();
+        self.list_all("status=running")
+            .iter()
+            .all(|i| i["wake_at"].as_i64().is_none_or(|w| w > now))
+    }
+
+    /// Waits until nothing is due at the clock's current time.
+    pub fn settle(&mut self) {
+        self.wait_until(
+            "the engine has nothing due",
+            Duration::from_secs(120),
+            |d| d.idle(),
+        );
+    }
+
+    /// The `(kind, step)` sequence of an instance's history.
+    pub fn history(&self, id: &str) -> Vec<(String, Option<String>)> {
+        history_of(&self.instance(id))
+    }
+}
+
+/// The `(kind, step)` sequence of a shown instance.
+pub fn history_of(shown: &Value) -> Vec<(String, Option<String>)> {
+    shown["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| {
+            (
+                h["kind"].as_str().expect("kind").to_owned(),
+                h["step"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+fn decode(r: reqwest::blocking::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            // Keep the evidence of a failing test.
+            let logs = self.logs();
+            let tail = &logs[logs.len().saturating_sub(20_000)..];
+            eprintln!(
+                "daemon log ({}), last part:\n{tail}",
+                self.dir.path().display()
+            );
+        }
+    }
+}
