@@ -16,15 +16,22 @@ use support::{Backend, Daemon, Options, fixtures};
 
 fn dist(name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    let sums = std::fs::read_to_string(root.join("SHA256SUMS"))
-        .expect("plugins/dist/SHA256SUMS is missing: run plugins/build.sh (./scripts/test.sh does)");
+    let sums = std::fs::read_to_string(root.join("SHA256SUMS")).expect(
+        "plugins/dist/SHA256SUMS is missing: run plugins/build.sh (./scripts/test.sh does)",
+    );
     let sum = sums
         .lines()
-        .find_map(|l| l.strip_suffix(&format!("  {name}.wasm")).or_else(|| l.strip_suffix(&format!(" *{name}.wasm"))))
+        .find_map(|l| {
+            l.strip_suffix(&format!("  {name}.wasm"))
+                .or_else(|| l.strip_suffix(&format!(" *{name}.wasm")))
+        })
         .unwrap_or_else(|| panic!("{name}.wasm is not in SHA256SUMS"));
     format!(
         "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sum}\"\n",
-        root.join(format!("{name}.wasm")).canonicalize().expect("plugin file").display()
+        root.join(format!("{name}.wasm"))
+            .canonicalize()
+            .expect("plugin file")
+            .display()
     )
 }
 
@@ -52,15 +59,24 @@ fn daemon() -> Daemon {
 }
 
 fn run(d: &mut Daemon, kind: &str) -> serde_json::Value {
-    let id = d.post("/v1/instances", &json!({"workflow": "plugin-steps", "input": {"kind": kind, "x": 7}}))["id"]
+    let id = d.post(
+        "/v1/instances",
+        &json!({"workflow": "plugin-steps", "input": {"kind": kind, "x": 7}}),
+    )["id"]
         .as_str()
         .expect("an id")
         .to_owned();
-    d.wait_until(&format!("instance {kind} ends or a plugin attempt fails"), std::time::Duration::from_secs(60), |d| {
-        let shown = d.get(&format!("/v1/instances/{id}"));
-        shown["instance"]["status"] != "running"
-            || shown["history"].as_array().is_some_and(|h| h.iter().any(|e| e["kind"] == "plugin_attempt_failed"))
-    });
+    d.wait_until(
+        &format!("instance {kind} ends or a plugin attempt fails"),
+        std::time::Duration::from_secs(60),
+        |d| {
+            let shown = d.get(&format!("/v1/instances/{id}"));
+            shown["instance"]["status"] != "running"
+                || shown["history"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|e| e["kind"] == "plugin_attempt_failed"))
+        },
+    );
     d.get(&format!("/v1/instances/{id}"))
 }
 
@@ -95,19 +111,29 @@ fn each_misbehaving_plugin_fails_its_step_with_its_own_class_and_the_daemon_carr
         } else {
             assert_eq!(status, "failed", "{kind}: {shown:#}");
             let error = shown["result"]["error"].as_str().unwrap_or_default();
-            assert!(error.contains(class), "{kind}: the failure names its class: {error}");
+            assert!(
+                error.contains(class),
+                "{kind}: the failure names its class: {error}"
+            );
         }
         // The daemon still runs a well-behaved plugin normally.
         let ok = run(&mut d, "echo");
         assert_eq!(ok["instance"]["outcome"], "echoed", "after {kind}: {ok:#}");
-        assert_eq!(ok["result"]["output"], json!({"x": 7, "label": "case 7"}), "after {kind}");
+        assert_eq!(
+            ok["result"]["output"],
+            json!({"x": 7, "label": "case 7"}),
+            "after {kind}"
+        );
     }
 }
 
 #[test]
 fn a_transient_failure_is_retried_with_the_policy_backoff_then_succeeds() {
     let mut d = daemon();
-    let id = d.post("/v1/instances", &json!({"workflow": "plugin-steps", "input": {"kind": "flaky"}}))["id"]
+    let id = d.post(
+        "/v1/instances",
+        &json!({"workflow": "plugin-steps", "input": {"kind": "flaky"}}),
+    )["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -119,20 +145,30 @@ fn a_transient_failure_is_retried_with_the_policy_backoff_then_succeeds() {
             .filter(|h| h["kind"] == "plugin_attempt_failed")
             .count()
     };
-    d.wait_until("first attempt fails", std::time::Duration::from_secs(30), |d| attempts(d) == 1);
+    d.wait_until(
+        "first attempt fails",
+        std::time::Duration::from_secs(30),
+        |d| attempts(d) == 1,
+    );
     // initial 10s, exponential: the second attempt is due after 10 s, the third 20 s later.
     d.advance(TimeDelta::seconds(9));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(attempts(&d), 1, "no retry before the backoff");
     d.advance(TimeDelta::seconds(1));
-    d.wait_until("second attempt fails", std::time::Duration::from_secs(30), |d| attempts(d) == 2);
+    d.wait_until(
+        "second attempt fails",
+        std::time::Duration::from_secs(30),
+        |d| attempts(d) == 2,
+    );
     d.advance(TimeDelta::seconds(19));
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(attempts(&d), 2, "the second delay doubles");
     d.advance(TimeDelta::seconds(1));
-    d.wait_until("third attempt succeeds", std::time::Duration::from_secs(30), |d| {
-        d.get(&format!("/v1/instances/{id}"))["instance"]["status"] == "completed"
-    });
+    d.wait_until(
+        "third attempt succeeds",
+        std::time::Duration::from_secs(30),
+        |d| d.get(&format!("/v1/instances/{id}"))["instance"]["status"] == "completed",
+    );
     let shown = d.get(&format!("/v1/instances/{id}"));
     assert_eq!(shown["instance"]["outcome"], "recovered");
     assert_eq!(shown["data"]["flaky"]["attempt"], 3, "{shown:#}");

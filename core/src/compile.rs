@@ -747,7 +747,18 @@ impl<'a> Compiler<'a> {
             if outcome.trim().is_empty() {
                 self.error(&sub(&["end"]), "an end needs a non-empty outcome");
             }
-            return NodeKind::End { outcome, output };
+            let computed = outcome.contains("${").then(|| {
+                let path = match end {
+                    EndDef::Outcome(_) => sub(&["end"]),
+                    EndDef::Full { .. } => sub(&["end", "outcome"]),
+                };
+                self.template(&Value::String(outcome.clone()), &path)
+            });
+            return NodeKind::End {
+                outcome,
+                computed,
+                output,
+            };
         }
         if let Some(s) = &def.start {
             let input = s

@@ -1022,10 +1022,24 @@ impl<'a> Run<'a> {
                     None => self.done(token, Some(json!({"case": null})), Flow::Next),
                 }
             }
-            NodeKind::End { outcome, output } => {
+            NodeKind::End {
+                outcome,
+                computed,
+                output,
+            } => {
                 let output = match output.as_ref().map(|t| t.render(&ctx)).transpose() {
                     Ok(v) => v.unwrap_or(Value::Null),
                     Err(e) => return self.fail(step, format!("computing the output: {e}")),
+                };
+                let outcome = match computed.as_ref().map(|t| t.render(&ctx)).transpose() {
+                    Ok(Some(Value::String(s))) if !s.trim().is_empty() => s,
+                    Ok(Some(Value::Null | Value::String(_))) => {
+                        return self
+                            .fail(step, format!("the outcome `{outcome}` computed to nothing"));
+                    }
+                    Ok(Some(other)) => other.to_string(),
+                    Ok(None) => outcome.clone(),
+                    Err(e) => return self.fail(step, format!("computing the outcome: {e}")),
                 };
                 self.log("step_completed", Some(step), json!({"outcome": outcome}));
                 self.out.steps += 1;

@@ -181,8 +181,10 @@ pub enum NodeKind {
     Set(Vec<(String, Template)>),
     /// End the instance.
     End {
-        /// The outcome.
+        /// The outcome as written (for graphs).
         outcome: String,
+        /// The outcome, computed when it holds `${ … }`.
+        computed: Option<Template>,
         /// The output.
         output: Option<Template>,
     },

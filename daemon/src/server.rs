@@ -77,6 +77,16 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         cfg.mail.clone(),
     ));
     *worker.plugins.write().expect("lock") = plugins;
+    // Claims left by an earlier run of this daemon (killed before it could release
+    // them) are released now instead of waiting for their lease to expire.
+    let released = worker
+        .store
+        .release_stale(&worker.node_id)
+        .await
+        .context("releasing stale claims")?;
+    if released > 0 {
+        tracing::info!(released, "released claims left by a previous run");
+    }
     let mailer = Arc::new(
         crate::mailer::Mailer::new(
             store,

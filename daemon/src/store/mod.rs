@@ -625,6 +625,29 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Releases the claims of a daemon that is starting again: on SQLite every claim
+    /// (one daemon owns the file), on PostgreSQL those of `node` (a configured node id).
+    pub async fn release_stale(&self, node: &str) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for table in ["instances", "outbox"] {
+            let r = match self.backend {
+                Backend::Sqlite => {
+                    sqlx::query(&format!("UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL"))
+                        .execute(&self.pool)
+                        .await?
+                }
+                Backend::Postgres => {
+                    sqlx::query(&format!("UPDATE {table} SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = $1"))
+                        .bind(node)
+                        .execute(&self.pool)
+                        .await?
+                }
+            };
+            n += r.rows_affected();
+        }
+        Ok(n)
+    }
+
     /// Gives claimed instances back without changing them.
     pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
         for chunk in ids.chunks(500) {
