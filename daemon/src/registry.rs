@@ -171,7 +171,7 @@ impl Registry {
             }
         }
         let templates = self.templates();
-        let loaded = load_paths(&[src.workflows.clone()], templates.as_ref());
+        let loaded = load_paths(std::slice::from_ref(&src.workflows), templates.as_ref());
         problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
         let previous = self.catalog();
         let mut fresh: HashMap<String, Arc<Workflow>> = loaded

@@ -258,11 +258,10 @@ async fn start_instance(State(s): State<AppState>, body: Bytes) -> ApiResult<Res
         Ok(Started::New(id)) => Ok((
             StatusCode::CREATED,
             Json(json!({ "id": id, "created": true })),
-        ))
-        .map(IntoResponse::into_response),
+        )
+            .into_response()),
         Ok(Started::Existing(id)) => {
-            Ok((StatusCode::OK, Json(json!({ "id": id, "created": false }))))
-                .map(IntoResponse::into_response)
+            Ok((StatusCode::OK, Json(json!({ "id": id, "created": false }))).into_response())
         }
         Err(StartError::UnknownWorkflow(w)) => {
             Err(Problem::not_found(format!("no workflow `{w}`")))
@@ -488,12 +487,14 @@ async fn list_mail(
     State(s): State<AppState>,
     Query(q): Query<MailQuery>,
 ) -> ApiResult<Json<Value>> {
-    if let Some(st) = &q.status {
-        if !["queued", "sent", "dead"].contains(&st.as_str()) {
-            return Err(Problem::bad_request(
-                "`status` is one of queued, sent, dead",
-            ));
-        }
+    if let Some(st) = q
+        .status
+        .as_deref()
+        .filter(|st| !["queued", "sent", "dead"].contains(st))
+    {
+        return Err(Problem::bad_request(format!(
+            "`status` is one of queued, sent, dead, not `{st}`"
+        )));
     }
     let rows = s
         .store()

@@ -593,9 +593,11 @@ fn plugin(command: PluginCommand) -> anyhow::Result<ExitCode> {
             let config = read_json(config.as_ref())?;
             let cache = std::env::temp_dir().join("clearflow-plugin-test-cache");
             let host = clearflow_plugin_host::Host::new(&cache)?;
-            let mut limits = clearflow_plugin_host::Limits::default();
-            limits.timeout = std::time::Duration::from_millis(timeout_ms);
-            limits.memory_bytes = memory_mib * 1024 * 1024;
+            let limits = clearflow_plugin_host::Limits {
+                timeout: std::time::Duration::from_millis(timeout_ms),
+                memory_bytes: memory_mib * 1024 * 1024,
+                ..Default::default()
+            };
             let decl = clearflow_plugin_host::PluginDecl {
                 name: "test".into(),
                 sha256: sha256_file(&wasm)?,

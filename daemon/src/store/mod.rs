@@ -360,15 +360,13 @@ impl Store {
             if file.is_empty() {
                 return Err(StoreError::Url(cfg.url.clone(), "no file path".into()));
             }
-            if file != ":memory:" {
-                if let Some(dir) = std::path::Path::new(file)
-                    .parent()
-                    .filter(|d| !d.as_os_str().is_empty())
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Url(cfg.url.clone(), format!("creating {}: {e}", dir.display()))
-                    })?;
-                }
+            let parent = std::path::Path::new(file)
+                .parent()
+                .filter(|d| file != ":memory:" && !d.as_os_str().is_empty());
+            if let Some(dir) = parent {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Url(cfg.url.clone(), format!("creating {}: {e}", dir.display()))
+                })?;
             }
             let sep = if path.contains('?') { "&" } else { "?" };
             let url = if path.contains("mode=") {
