@@ -40,7 +40,7 @@ fn plugin_config() -> String {
     for name in ["echo", "recurse", "panic", "trap", "not-json"] {
         s += &dist(name);
     }
-    s += &(dist("spin") + "timeout_ms = 300\n");
+    s += &(dist("spin") + "timeout_ms = 5000\n");
     s += &(dist("hog") + "memory_mib = 16\n");
     s += &(dist("huge-output") + "max_output_bytes = 4096\n");
     s += &(dist("flaky") + "[plugins.config]\nsucceed_on_attempt = 3\n");
@@ -108,6 +108,8 @@ fn each_misbehaving_plugin_fails_its_step_with_its_own_class_and_the_daemon_carr
         // Timeouts are retried by the default policy; the others fail at once.
         if class == "timeout" {
             assert_eq!(status, "running", "{kind} waits for its retry: {shown:#}");
+            let message = shown["history"].to_string();
+            assert!(message.contains("deadline of 1s exceeded"), "the step's tighter timeout applies: {message}");
         } else {
             assert_eq!(status, "failed", "{kind}: {shown:#}");
             let error = shown["result"]["error"].as_str().unwrap_or_default();
@@ -213,4 +215,22 @@ fn a_plugin_whose_sha256_does_not_match_is_refused() {
     decl.replace_range(at..at + 64, &"0".repeat(64));
     let err = serve_fails_with(&decl);
     assert!(err.contains("sha256"), "{err}");
+}
+
+#[test]
+fn a_workflow_calling_an_undeclared_plugin_is_refused_at_load() {
+    let d = daemon();
+    assert!(
+        d.logs().contains("calls plugin `nope`, which is not declared"),
+        "{}",
+        d.logs()
+    );
+    let (status, _) = d
+        .try_post("/v1/instances", &json!({"workflow": "undeclared", "input": {}}))
+        .expect("the daemon answers");
+    assert_eq!(status, 404);
+    let (status, _) = d
+        .try_post("/v1/instances", &json!({"workflow": "plugin-steps", "input": {"kind": "echo", "x": 1}}))
+        .expect("the daemon answers");
+    assert_eq!(status, 201, "the other workflows still load");
 }

@@ -20,7 +20,7 @@ impl PluginRunner for Loaded {
         plugin: &str,
         inv: &Invocation,
         input: &Value,
-        _timeout: Option<Duration>,
+        timeout: Option<Duration>,
     ) -> Result<Value, PluginFailure> {
         let host_inv = clearflow_plugin_host::Invocation {
             workflow: inv.workflow.clone(),
@@ -28,7 +28,7 @@ impl PluginRunner for Loaded {
             step: inv.step.clone(),
             attempt: inv.attempt,
         };
-        match self.0.call(plugin, &host_inv, input) {
+        match self.0.call_within(plugin, &host_inv, input, timeout) {
             Ok(out) => {
                 tracing::debug!(plugin, instance = %inv.instance, step = %inv.step, wall_us = out.wall.as_micros() as u64, memory = out.memory_peak, "plugin call");
                 Ok(out.output)
@@ -42,6 +42,10 @@ impl PluginRunner for Loaded {
                 })
             }
         }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.0.names().map(str::to_owned).collect()
     }
 }
 

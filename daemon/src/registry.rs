@@ -150,7 +150,13 @@ impl Registry {
     /// Loads the workflows folder and the calendars, keeping the previous version of any
     /// workflow whose file is now invalid. Records every version in the store. Returns
     /// the problems found (the caller logs them).
-    pub async fn reload(&self, src: &Sources, store: &Store, now: i64) -> Vec<String> {
+    pub async fn reload(
+        &self,
+        src: &Sources,
+        plugins: &[String],
+        store: &Store,
+        now: i64,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         if src.calendars.exists() {
             match clearflow_time::load_dir(&src.calendars) {
@@ -171,7 +177,34 @@ impl Registry {
             }
         }
         let templates = self.templates();
-        let loaded = load_paths(std::slice::from_ref(&src.workflows), templates.as_ref());
+        let mut loaded = load_paths(std::slice::from_ref(&src.workflows), templates.as_ref());
+        // A plugin step must name a declared plugin; otherwise the workflow is refused.
+        loaded.workflows.retain(|wf| {
+            let missing: Vec<Diagnostic> = wf
+                .nodes
+                .iter()
+                .filter_map(|n| match &n.kind {
+                    NodeKind::Plugin(p) if !plugins.contains(&p.plugin) => Some(
+                        Diagnostic::error(
+                            &wf.file,
+                            n.pos,
+                            format!(
+                                "step `{}` calls plugin `{}`, which is not declared",
+                                n.id, p.plugin
+                            ),
+                        )
+                        .with_hint(format!(
+                            "declare it in the configuration's [[plugins]] (declared: {})",
+                            plugins.join(", ")
+                        )),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            let ok = missing.is_empty();
+            loaded.diagnostics.extend(missing);
+            ok
+        });
         problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
         let previous = self.catalog();
         let mut fresh: HashMap<String, Arc<Workflow>> = loaded

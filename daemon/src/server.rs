@@ -68,7 +68,6 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         .with_context(|| format!("opening the store {}", redact(&cfg.store.url)))?;
     tracing::info!(backend = ?store.backend(), url = %redact(&cfg.store.url), "store ready");
     let registry = Arc::new(Registry::new());
-    reload(&registry, &cfg, &store, &clock).await;
     let worker = Arc::new(Worker::new(
         store.clone(),
         registry.clone(),
@@ -77,6 +76,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         cfg.mail.clone(),
     ));
     *worker.plugins.write().expect("lock") = plugins;
+    reload(&registry, &cfg, &worker).await;
     // Claims left by an earlier run of this daemon (killed before it could release
     // them) are released now instead of waiting for their lease to expire.
     let released = worker
@@ -121,7 +121,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: reloading workflows, calendars, templates, users and plugins");
                         reload_plugins(&host, config_file.as_deref(), &base, &worker);
-                        reload(&registry, &cfg, &worker.store, &worker.clock).await;
+                        reload(&registry, &cfg, &worker).await;
                         worker.wake.notify_one();
                     }
                 }
@@ -187,8 +187,16 @@ fn reload_plugins(
     }
 }
 
-async fn reload(registry: &Registry, cfg: &Config, store: &Store, clock: &Clock) {
-    let problems = registry.reload(&sources(cfg), store, ms(clock.now())).await;
+async fn reload(registry: &Registry, cfg: &Config, worker: &Worker) {
+    let plugins = worker.plugins.read().expect("lock").names();
+    let problems = registry
+        .reload(
+            &sources(cfg),
+            &plugins,
+            &worker.store,
+            ms(worker.clock.now()),
+        )
+        .await;
     for p in &problems {
         tracing::error!("{p}");
     }

@@ -48,6 +48,9 @@ pub trait PluginRunner: Send + Sync {
         input: &Value,
         timeout: Option<Duration>,
     ) -> Result<Value, PluginFailure>;
+
+    /// The plugins that can be called.
+    fn names(&self) -> Vec<String>;
 }
 
 /// The runner used when no plugins are configured: every call fails, not retryably.
@@ -66,6 +69,10 @@ impl PluginRunner for NoPlugins {
             message: format!("no plugin named `{plugin}` is configured"),
             retryable: false,
         })
+    }
+
+    fn names(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 

@@ -1,7 +1,7 @@
 //! One plugin call: a fresh store and instance, the limits, log capture and error classification.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap};
@@ -211,6 +211,7 @@ pub(crate) fn call(
     plugin: &Loaded,
     inv: &Invocation,
     input: &serde_json::Value,
+    timeout: Duration,
 ) -> Result<CallOutput, CallError> {
     let start = Instant::now();
     let limits = &plugin.limits;
@@ -267,7 +268,7 @@ pub(crate) fn call(
     let mut store = Store::new(&plugin.engine, state);
     store.limiter(|s| &mut s.memory);
     // One extra tick: the deadline counts from the current epoch, which may be about to advance.
-    let ticks = limits.timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1;
     store.set_epoch_deadline(ticks);
     if let Some(fuel) = limits.fuel
         && let Err(e) = store.set_fuel(fuel)
@@ -335,14 +336,19 @@ pub(crate) fn call(
             fail(class, message)
         }
         Err(e) => {
-            let (class, message) = classify(&e, limits, &stderr_text);
+            let (class, message) = classify(&e, limits, timeout, &stderr_text);
             fail(class, message)
         }
     }
 }
 
 /// Maps a wasmtime error to its class and a message that names the cause.
-fn classify(e: &wasmtime::Error, limits: &Limits, stderr: &str) -> (ErrorClass, String) {
+fn classify(
+    e: &wasmtime::Error,
+    limits: &Limits,
+    timeout: Duration,
+    stderr: &str,
+) -> (ErrorClass, String) {
     if let Some(m) = e.downcast_ref::<MemoryLimitExceeded>() {
         return (ErrorClass::MemoryLimit, m.to_string());
     }
@@ -357,7 +363,7 @@ fn classify(e: &wasmtime::Error, limits: &Limits, stderr: &str) -> (ErrorClass, 
     let (class, mut message) = match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => (
             ErrorClass::Timeout,
-            format!("deadline of {:?} exceeded", limits.timeout),
+            format!("deadline of {timeout:?} exceeded"),
         ),
         Some(Trap::OutOfFuel) => (
             ErrorClass::FuelExhausted,

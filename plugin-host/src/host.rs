@@ -169,8 +169,23 @@ impl Plugins {
         inv: &Invocation,
         input: &serde_json::Value,
     ) -> Result<CallOutput, CallError> {
+        self.call_within(name, inv, input, None)
+    }
+
+    /// Like [`Plugins::call`], with a step's own deadline when it is shorter than the
+    /// plugin's configured one (a step can tighten the limit, never loosen it).
+    pub fn call_within(
+        &self,
+        name: &str,
+        inv: &Invocation,
+        input: &serde_json::Value,
+        timeout: Option<Duration>,
+    ) -> Result<CallOutput, CallError> {
         match self.plugins.get(name) {
-            Some(plugin) => call::call(plugin, inv, input),
+            Some(plugin) => {
+                let limit = timeout.map_or(plugin.limits.timeout, |t| t.min(plugin.limits.timeout));
+                call::call(plugin, inv, input, limit)
+            }
             None => Err(CallError {
                 class: ErrorClass::UnknownPlugin,
                 message: format!("no plugin named {name} is loaded"),
