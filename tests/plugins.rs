@@ -109,7 +109,10 @@ fn each_misbehaving_plugin_fails_its_step_with_its_own_class_and_the_daemon_carr
         if class == "timeout" {
             assert_eq!(status, "running", "{kind} waits for its retry: {shown:#}");
             let message = shown["history"].to_string();
-            assert!(message.contains("deadline of 1s exceeded"), "the step's tighter timeout applies: {message}");
+            assert!(
+                message.contains("deadline of 1s exceeded"),
+                "the step's tighter timeout applies: {message}"
+            );
         } else {
             assert_eq!(status, "failed", "{kind}: {shown:#}");
             let error = shown["result"]["error"].as_str().unwrap_or_default();
@@ -221,16 +224,23 @@ fn a_plugin_whose_sha256_does_not_match_is_refused() {
 fn a_workflow_calling_an_undeclared_plugin_is_refused_at_load() {
     let d = daemon();
     assert!(
-        d.logs().contains("calls plugin `nope`, which is not declared"),
+        d.logs()
+            .contains("calls plugin `nope`, which is not declared"),
         "{}",
         d.logs()
     );
     let (status, _) = d
-        .try_post("/v1/instances", &json!({"workflow": "undeclared", "input": {}}))
+        .try_post(
+            "/v1/instances",
+            &json!({"workflow": "undeclared", "input": {}}),
+        )
         .expect("the daemon answers");
     assert_eq!(status, 404);
     let (status, _) = d
-        .try_post("/v1/instances", &json!({"workflow": "plugin-steps", "input": {"kind": "echo", "x": 1}}))
+        .try_post(
+            "/v1/instances",
+            &json!({"workflow": "plugin-steps", "input": {"kind": "echo", "x": 1}}),
+        )
         .expect("the daemon answers");
     assert_eq!(status, 201, "the other workflows still load");
 }

@@ -75,6 +75,22 @@ steps:
     end: done
 "#;
 
+/// The workflow of the plugins scenario: ten calls of the `echo` plugin, each reading
+/// the previous one's result, then the end.
+fn plugins_workflow() -> String {
+    let mut s = String::from(
+        "id: bench-plugins\nsteps:\n  - id: p0\n    plugin: echo\n    with: { n: \"${ input.n }\" }\n",
+    );
+    for i in 1..10 {
+        s += &format!(
+            "  - id: p{i}\n    plugin: echo\n    with: {{ n: \"${{ p{}.input.n }}\" }}\n",
+            i - 1
+        );
+    }
+    s += "  - end: done\n";
+    s
+}
+
 /// The workflow of the park scenario: one long wait.
 const PARK: &str = r#"
 id: bench-park
@@ -111,7 +127,7 @@ fn main() {
             "--instances" => instances = num("--instances"),
             "--parked" => parked = num("--parked"),
             "--batch" => batch = num("--batch"),
-            "sqlite" | "postgres" | "all" => target = a.clone(),
+            "sqlite" | "postgres" | "all" | "plugins" => target = a.clone(),
             // cargo bench passes `--bench`; libtest filters are not ours.
             _ => {}
         }
@@ -131,6 +147,10 @@ fn main() {
         plan.push(("flow", "sqlite", "normal", instances));
         plan.push(("flow", "sqlite", "full", instances));
         plan.push(("park", "sqlite", "normal", parked));
+        plan.push(("plugins", "sqlite", "normal", instances / 5));
+    }
+    if target == "plugins" {
+        plan.push(("plugins", "sqlite", "normal", instances / 5));
     }
     if matches!(target.as_str(), "postgres" | "all") {
         if pg.is_some() {
@@ -360,7 +380,7 @@ fn child(args: &[String]) {
     rt.block_on(async {
         let bench = Bench::new(dir.path(), &url, durability, batch, scenario).await;
         match scenario.as_str() {
-            "flow" => bench.flow(n).await,
+            "flow" | "plugins" => bench.flow(n).await,
             "park" => bench.park(n).await,
             other => panic!("unknown scenario {other}"),
         }
@@ -395,8 +415,10 @@ impl Bench {
         batch: u32,
         scenario: &str,
     ) -> Bench {
+        let plugins_source = plugins_workflow();
         let (workflow, source) = match scenario {
             "park" => ("bench-park", PARK),
+            "plugins" => ("bench-plugins", plugins_source.as_str()),
             _ => ("bench-flow", FLOW),
         };
         let wf_dir = dir.join("workflows");
@@ -411,6 +433,34 @@ impl Bench {
         .expect("opening the store");
         let start: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("start time");
         let clock = Clock::manual(start);
+        // The plugins scenario calls the real compiled `echo` component.
+        let plugins: Arc<dyn clearflow::worker::PluginRunner> = if scenario == "plugins" {
+            let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+            let sums = std::fs::read_to_string(dist.join("SHA256SUMS"))
+                .expect("plugins/dist: run plugins/build.sh");
+            let sha256 = sums
+                .lines()
+                .find_map(|l| l.strip_suffix("  echo.wasm"))
+                .expect("echo.wasm in SHA256SUMS")
+                .to_owned();
+            let host =
+                clearflow_plugin_host::Host::new(&dir.join("plugin-cache")).expect("plugin host");
+            let decl = clearflow::config::PluginConfig {
+                name: "echo".into(),
+                path: dist.join("echo.wasm"),
+                sha256,
+                timeout_ms: None,
+                memory_mib: None,
+                fuel: None,
+                max_input_bytes: None,
+                max_output_bytes: None,
+                config: None,
+            };
+            clearflow::plugins::load(&host, &[decl], dir).expect("loading echo")
+        } else {
+            Arc::new(clearflow::worker::NoPlugins)
+        };
+        let plugin_names = plugins.names();
         let registry = Arc::new(Registry::new());
         let problems = registry
             .reload(
@@ -420,6 +470,7 @@ impl Bench {
                     templates: wf_dir.join("templates"),
                     users: None,
                 },
+                &plugin_names,
                 &store,
                 ms(start),
             )
@@ -437,6 +488,7 @@ impl Bench {
             cfg,
             MailConfig::default(),
         );
+        *worker.plugins.write().expect("lock") = plugins;
         let probe = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect(url)
