@@ -78,6 +78,30 @@ impl Clock {
     }
 }
 
+/// How a background loop waits when it has nothing to do: until its next due time
+/// (`next`, read on this clock), a poke, the poll interval (work made due by other
+/// daemons), or shutdown — whichever comes first.
+pub async fn idle(
+    clock: &Clock,
+    next: Option<DateTime<Utc>>,
+    poke: &Notify,
+    poll: std::time::Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let due = async {
+        match next {
+            Some(t) => clock.sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = due => {}
+        _ = poke.notified() => {}
+        _ = tokio::time::sleep(poll) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
 /// Milliseconds since the Unix epoch, as stored.
 pub fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

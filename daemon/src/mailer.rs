@@ -212,13 +212,7 @@ impl Mailer {
                 .ok()
                 .flatten()
                 .and_then(DateTime::from_timestamp_millis);
-            let clock = self.clock.clone();
-            tokio::select! {
-                _ = async move { match next { Some(t) => clock.sleep_until(t).await, None => std::future::pending().await } } => {}
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
-                _ = shutdown.changed() => {}
-            }
+            crate::clock::idle(&self.clock, next, &self.wake, poll, &mut shutdown).await;
         }
         tracing::info!("mail sender stopped");
     }

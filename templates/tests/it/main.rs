@@ -3,5 +3,4 @@
 mod check;
 mod load;
 mod render;
-mod tidy;
 mod util;
