@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::diag::Diagnostic;
-use crate::workflow::{NodeKind, Workflow};
+use crate::workflow::{ListQuery, NodeKind, Workflow};
 
 /// The workflows an administrator deployed, by id.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +45,14 @@ impl Catalog {
                 {
                     diags.push(unknown(wf, node.pos, workflow, &by_id));
                 }
+                if let NodeKind::Notify(n) = &node.kind {
+                    for q in &n.lists {
+                        match by_id.get(&q.workflow) {
+                            None => diags.push(unknown(wf, q.pos, &q.workflow, &by_id)),
+                            Some(target) => diags.extend(list_names(wf, q, target)),
+                        }
+                    }
+                }
             }
         }
         diags.extend(start_cycles(&by_id));
@@ -83,6 +91,38 @@ impl Catalog {
     pub fn get(&self, id: &str) -> Option<&Arc<Workflow>> {
         self.workflows.get(id)
     }
+}
+
+/// The names a notification list reads must exist in the listed workflow.
+fn list_names(wf: &Workflow, q: &ListQuery, target: &Workflow) -> Vec<Diagnostic> {
+    let exprs = q
+        .filter
+        .iter()
+        .map(|(e, p)| (e, *p))
+        .chain(q.fields.iter().map(|(_, e, p)| (e, *p)));
+    let mut out = Vec::new();
+    for (e, pos) in exprs {
+        for r in e.references() {
+            let head = r.split('.').next().unwrap_or_default();
+            if crate::compile::ROOT_NAMES.contains(&head) || target.ids.contains_key(head) {
+                continue;
+            }
+            let mut names: Vec<&str> = crate::compile::ROOT_NAMES.to_vec();
+            names.extend(target.ids.keys().map(String::as_str));
+            let d = Diagnostic::error(
+                &wf.file,
+                pos,
+                format!("`{r}`: workflow `{}` has no step or name `{head}`", target.id),
+            );
+            out.push(match crate::definition::did_you_mean(head, &names) {
+                Some(s) => d.with_hint(format!("did you mean `{s}`?")),
+                None => d.with_hint(
+                    "a list reads the listed instance's input, vars, instance, links and step results",
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Every workflow `wf` starts, concurrently or from a step.

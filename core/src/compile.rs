@@ -1004,7 +1004,78 @@ impl<'a> Compiler<'a> {
                 .as_ref()
                 .map(|l| self.template(&Value::String(l.clone()), &sub("locale"))),
             data: n.data.as_ref().map(|d| self.template(d, &sub("data"))),
+            lists: self.lists(n, path),
         }
+    }
+
+    /// The store lists of a notification. Their expressions read the listed workflow's
+    /// names, so they are only parsed here; [`crate::Catalog`] checks the names.
+    fn lists(&mut self, n: &crate::definition::NotifyDef, path: &[Seg]) -> Vec<ListQuery> {
+        const STATUSES: [&str; 4] = ["running", "completed", "failed", "cancelled"];
+        let mut out = Vec::new();
+        for (name, l) in &n.lists {
+            let at = [path.to_vec(), vec![Seg::Key("lists".into()), Seg::Key(name.clone())]].concat();
+            let sub = |k: &str| [at.clone(), vec![Seg::Key(k.into())]].concat();
+            let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !plain {
+                let pos = self.root.locate(&at);
+                self.sink
+                    .error(pos, format!("list name `{name}` is not a plain name"))
+                    .hint("use letters, digits and `_`, e.g. `cases`");
+            }
+            if let Some(crate::expr::Template::Object(entries)) = n
+                .data
+                .as_ref()
+                .and_then(|d| Template::compile(d).ok())
+                .as_ref()
+                && entries.iter().any(|(k, _)| k == name)
+            {
+                self.error(&at, format!("`{name}` is both a list and a `data:` value"));
+            }
+            let statuses: Vec<String> = match l.status.as_deref().unwrap_or("running") {
+                "any" => STATUSES.iter().map(|s| (*s).to_owned()).collect(),
+                "ended" => STATUSES[1..].iter().map(|s| (*s).to_owned()).collect(),
+                s if STATUSES.contains(&s) => vec![s.to_owned()],
+                other => {
+                    self.error(&sub("status"), format!("unknown status `{other}`"))
+                        .hint("one of running, completed, failed, cancelled, ended, any");
+                    Vec::new()
+                }
+            };
+            let parse = |c: &mut Self, src: &str, p: &[Seg]| match Expr::compile(src) {
+                Ok(e) => Some((e, c.at(p))),
+                Err(err) => {
+                    let pos = c.root.locate_in(p, err.offset);
+                    c.sink.error(pos, err.message);
+                    None
+                }
+            };
+            let filter = l.filter.as_ref().and_then(|f| parse(self, f, &sub("where")));
+            let mut fields = Vec::new();
+            for (k, src) in &l.fields {
+                let p = [sub("fields"), vec![Seg::Key(k.clone())]].concat();
+                if let Some((e, pos)) = parse(self, src, &p) {
+                    fields.push((k.clone(), e, pos));
+                }
+            }
+            let limit = l.limit.unwrap_or(200);
+            if limit == 0 || limit > 1000 {
+                self.error(&sub("limit"), "a list's limit is between 1 and 1000");
+            }
+            out.push(ListQuery {
+                name: name.clone(),
+                workflow: l.instances.clone(),
+                pos: self.at(&sub("instances")),
+                statuses,
+                filter,
+                fields,
+                limit: limit.clamp(1, 1000),
+            });
+        }
+        out
     }
 
     fn wait(&mut self, from: usize, w: &crate::definition::WaitDef, path: &[Seg]) -> WaitStep {

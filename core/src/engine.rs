@@ -538,6 +538,43 @@ fn context(inst: &Instance, now: DateTime<Utc>) -> minijinja::Value {
     expr::context(&Value::Object(m))
 }
 
+/// The entry of `inst` in a notification list, or `None` when the list's filter
+/// leaves it out. Entries carry `id`, `workflow`, `status`, `started_at`, `waiting_at`
+/// (the steps it waits at, in `wf`) and the list's fields.
+pub fn list_entry(
+    wf: &Workflow,
+    inst: &Instance,
+    q: &crate::workflow::ListQuery,
+    now: DateTime<Utc>,
+) -> Result<Option<Value>, String> {
+    let ctx = context(inst, now);
+    if let Some((filter, _)) = &q.filter
+        && !filter.truthy(&ctx)?
+    {
+        return Ok(None);
+    }
+    let mut waiting_at: Vec<&str> = inst
+        .tokens
+        .values()
+        .filter(|t| !matches!(t.wait, Wait::Ready | Wait::Join { .. }))
+        .filter_map(|t| wf.nodes.get(t.node as usize).map(|n| n.id.as_str()))
+        .collect();
+    waiting_at.sort_unstable();
+    waiting_at.dedup();
+    let mut entry = json!({
+        "id": inst.id,
+        "workflow": inst.workflow,
+        "status": inst.status.name(),
+        "started_at": inst.started_at.to_rfc3339(),
+        "waiting_at": waiting_at,
+    });
+    for (name, e, _) in &q.fields {
+        let v = e.eval(&ctx).map_err(|err| format!("field `{name}`: {err}"))?;
+        entry[name.as_str()] = v;
+    }
+    Ok(Some(entry))
+}
+
 struct Run<'a> {
     wf: &'a Workflow,
     env: &'a Env<'a>,

@@ -358,6 +358,27 @@ pub struct NotifyStep {
     pub locale: Option<Template>,
     /// Template data.
     pub data: Option<Template>,
+    /// Lists read from the store when the message is queued.
+    pub lists: Vec<ListQuery>,
+}
+
+/// A list of instances read from the store for a notification.
+#[derive(Debug)]
+pub struct ListQuery {
+    /// The template value's name.
+    pub name: String,
+    /// The listed workflow.
+    pub workflow: String,
+    /// Where `instances:` is written.
+    pub pos: Pos,
+    /// The statuses listed (`running`, `completed`, `failed`, `cancelled`).
+    pub statuses: Vec<String>,
+    /// The filter, over the listed instance, and where it is written.
+    pub filter: Option<(Expr, Pos)>,
+    /// Entry values, over the listed instance, and where each is written.
+    pub fields: Vec<(String, Expr, Pos)>,
+    /// The most entries.
+    pub limit: u32,
 }
 
 /// One recipient entry.

@@ -146,7 +146,7 @@ fn every_catalog_fixture_reports_exactly_its_expected_diagnostics() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 3, "catalog fixture folders");
+    assert_eq!(checked, 4, "catalog fixture folders");
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 

@@ -399,7 +399,7 @@ fn child(args: &[String]) {
 }
 
 struct Bench {
-    worker: Worker,
+    worker: Arc<Worker>,
     store: Store,
     clock: Clock,
     /// A second pool for counting history rows outside the timed sections.
@@ -495,7 +495,7 @@ impl Bench {
             .await
             .expect("probe connection");
         Bench {
-            worker,
+            worker: Arc::new(worker),
             store,
             clock,
             probe,

@@ -21,6 +21,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod directory;
 pub mod mailer;
 pub mod plugins;

@@ -111,6 +111,7 @@ pub fn check_templates(wf: &Workflow, templates: &Templates) -> Vec<Diagnostic> 
         if let Some(clearflow_core::expr::Template::Object(entries)) = &n.data {
             provided.extend(entries.iter().map(|(k, _)| k.clone()));
         }
+        provided.extend(n.lists.iter().map(|q| q.name.clone()));
         if let Err(problems) = templates.check(&n.template, &provided) {
             for p in problems {
                 out.push(

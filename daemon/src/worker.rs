@@ -25,6 +25,9 @@ use crate::store::{Advance, Claimed, NewHistory, NewInstance, Started, Store, St
 /// Deepest chain of concurrent starts created for one instance.
 const MAX_START_DEPTH: usize = 16;
 
+/// Fewest instances per parallel chunk of a round: smaller rounds run on one thread.
+const MIN_CHUNK: usize = 8;
+
 /// Who a plugin call is for.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -189,7 +192,11 @@ impl Worker {
     }
 
     /// One round: claim, advance, commit. Returns how many instances were advanced.
-    pub async fn round(&self) -> Result<usize, StoreError> {
+    ///
+    /// The claimed instances are advanced on the blocking pool in as many chunks as
+    /// there are cores (plugin calls are synchronous WASM calls), then committed
+    /// together in one transaction, in claim order.
+    pub async fn round(self: &Arc<Self>) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let lease = (self.cfg.lease_seconds * 1000) as i64;
         let claimed = self
@@ -200,13 +207,13 @@ impl Worker {
             return Ok(0);
         }
         let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
-        let mut batch = Vec::with_capacity(claimed.len());
-        let mut steps = 0u64;
+        // Versions missing from memory are compiled again from the store (async).
+        let mut jobs = Vec::with_capacity(claimed.len());
         for c in claimed {
-            let (advance, n) = self.advance(c, now).await;
-            steps += n;
-            batch.push(advance);
+            let wf = self.registry.version(&c.def_hash, &self.store).await;
+            jobs.push((c, wf));
         }
+        let (batch, steps) = self.advance_all(jobs, now).await;
         match self.store.commit(&batch, ms(now)).await {
             Ok(()) => {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -233,16 +240,59 @@ impl Worker {
         }
     }
 
+    /// Advances `jobs` in parallel chunks on the blocking pool; the result keeps their order.
+    async fn advance_all(
+        self: &Arc<Self>,
+        jobs: Vec<(Claimed, Result<Arc<Workflow>, String>)>,
+        now: DateTime<Utc>,
+    ) -> (Vec<Advance>, u64) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunks = cores.min(jobs.len().div_ceil(MIN_CHUNK)).max(1);
+        let per = jobs.len().div_ceil(chunks);
+        let mut handles = Vec::with_capacity(chunks);
+        let mut jobs = jobs.into_iter();
+        for _ in 0..chunks {
+            let chunk: Vec<_> = jobs.by_ref().take(per).collect();
+            let this = Arc::clone(self);
+            handles.push(tokio::task::spawn_blocking(move || {
+                chunk
+                    .into_iter()
+                    .map(|(c, wf)| this.advance(c, wf, now))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut batch = Vec::new();
+        let mut steps = 0;
+        for h in handles {
+            match h.await {
+                Ok(done) => {
+                    for (adv, n) in done {
+                        steps += n;
+                        batch.push(adv);
+                    }
+                }
+                // The engine is pure and total; a panic is a bug, not a state to store.
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        (batch, steps)
+    }
+
     /// Applies one claimed instance's due events. Never fails: a broken instance is
     /// marked failed with the reason, so one bad row cannot stop the others.
-    async fn advance(&self, c: Claimed, now: DateTime<Utc>) -> (Advance, u64) {
+    fn advance(
+        &self,
+        c: Claimed,
+        wf: Result<Arc<Workflow>, String>,
+        now: DateTime<Utc>,
+    ) -> (Advance, u64) {
         let mut adv = Advance {
             id: c.id.clone(),
             version: c.version,
             consumed: c.events.iter().map(|e| e.id).collect(),
             ..Advance::default()
         };
-        let loaded = match self.registry.version(&c.def_hash, &self.store).await {
+        let loaded = match wf {
             Ok(wf) => serde_json::from_str::<Instance>(&c.state)
                 .map(|inst| (wf, inst))
                 .map_err(|e| format!("stored state of instance {} is unreadable: {e}", c.id)),
@@ -297,8 +347,7 @@ impl Worker {
                 for effect in t.effects {
                     self.effect(
                         &wf, &mut inst, &c, effect, &actor, &env, &mut adv, &mut queue,
-                    )
-                    .await;
+                    );
                 }
             }
         }
@@ -310,7 +359,7 @@ impl Worker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn effect(
+    fn effect(
         &self,
         wf: &Arc<Workflow>,
         inst: &mut Instance,
@@ -362,17 +411,17 @@ impl Worker {
                 };
                 let runner = self.plugins.read().expect("lock").clone();
                 let timeout = timeout_ms.map(Duration::from_millis);
-                let name = plugin.clone();
-                let result =
-                    tokio::task::spawn_blocking(move || runner.call(&name, &inv, &input, timeout))
-                        .await
-                        .unwrap_or_else(|e| {
-                            Err(PluginFailure {
-                                class: "host_panic".into(),
-                                message: format!("the plugin host failed: {e}"),
-                                retryable: true,
-                            })
-                        });
+                // This runs on the blocking pool (see `advance_all`).
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runner.call(&plugin, &inv, &input, timeout)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(PluginFailure {
+                        class: "host_panic".into(),
+                        message: "the plugin host panicked".into(),
+                        retryable: true,
+                    })
+                });
                 let t = engine::apply(
                     wf,
                     inst,
@@ -440,6 +489,25 @@ impl Worker {
                 locale,
                 data,
             } => {
+                // Agendas and digests: the step's lists, read from the store now.
+                let mut data = data;
+                let mut list_error = None;
+                if let Some(clearflow_core::workflow::NodeKind::Notify(n)) =
+                    wf.node_by_id(&step).map(|n| &n.kind)
+                    && !n.lists.is_empty()
+                {
+                    match crate::digest::fill(&self.store, &self.registry, &n.lists, env.now) {
+                        Ok(lists) => {
+                            if !data.is_object() {
+                                data = json!({});
+                            }
+                            if let Some(obj) = data.as_object_mut() {
+                                obj.extend(lists);
+                            }
+                        }
+                        Err(e) => list_error = Some(e),
+                    }
+                }
                 let req = crate::mailer::Request {
                     instance: &inst.id,
                     workflow: &wf.id,
@@ -452,7 +520,12 @@ impl Worker {
                     locale: locale.as_deref(),
                     data: &data,
                 };
-                let mail = crate::mailer::render(&self.mail, &self.registry, &req, env.now);
+                let mut mail = crate::mailer::render(&self.mail, &self.registry, &req, env.now);
+                if let Some(e) = list_error {
+                    // Queued as a dead letter with the reason, like a template that fails.
+                    mail.subject = format!("[not rendered] {template}");
+                    mail.text = format!("reading the lists of the notification failed: {e}");
+                }
                 if let Some(reason) = crate::mailer::unsendable(&mail) {
                     tracing::error!(instance = %inst.id, %step, "notification cannot be sent: {reason}");
                 }

@@ -310,6 +310,34 @@ pub struct NotifyDef {
     /// Values the template can use; strings may hold `${ expression }`s.
     #[serde(default)]
     pub data: Option<Value>,
+    /// Lists read from the store when the message is queued (agendas, digests): each
+    /// becomes a template value of that name holding one entry per matching instance.
+    #[serde(default)]
+    pub lists: std::collections::BTreeMap<String, ListDef>,
+}
+
+/// A list of instances read from the store for a notification.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListDef {
+    /// The workflow whose instances are listed.
+    pub instances: String,
+    /// Which instances by status: `running` (default), `completed`, `failed`,
+    /// `cancelled`, `ended` (any but running) or `any`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Keep only the instances for which this expression is true. It reads the listed
+    /// instance's own names: `input`, `vars`, `instance`, `links` and its step results.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// Values of each entry: name → expression over the listed instance, as `where`.
+    /// Every entry also has `id`, `workflow`, `status`, `started_at` and `waiting_at`
+    /// (the steps it waits at).
+    #[serde(default)]
+    pub fields: std::collections::BTreeMap<String, String>,
+    /// The most entries (default 200, at most 1000); the oldest instances come first.
+    #[serde(default)]
+    pub limit: Option<u32>,
 }
 
 /// One or several recipients.

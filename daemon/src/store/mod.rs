@@ -14,6 +14,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::{Durability, StoreConfig};
 
+mod lists;
+pub use lists::ListedInstance;
+
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

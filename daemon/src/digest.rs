@@ -1,0 +1,60 @@
+//! The lists of a notification (agendas, digests): instances read from the store and
+//! turned into template values by the pure engine.
+
+use chrono::{DateTime, Utc};
+use clearflow_core::engine::{self, Instance};
+use clearflow_core::workflow::ListQuery;
+use serde_json::{Map, Value};
+
+use crate::registry::Registry;
+use crate::store::Store;
+
+/// Instances read per page while filling a list.
+const PAGE: u32 = 500;
+
+/// Fills every list of a notification. Runs on a blocking thread (the engine rounds
+/// do), so it waits for the store with the runtime's handle.
+pub fn fill(
+    store: &Store,
+    registry: &Registry,
+    lists: &[ListQuery],
+    now: DateTime<Utc>,
+) -> Result<Map<String, Value>, String> {
+    let rt = tokio::runtime::Handle::current();
+    let mut out = Map::new();
+    for q in lists {
+        let mut entries = Vec::new();
+        let mut after: Option<(i64, String)> = None;
+        'pages: loop {
+            let page = rt
+                .block_on(store.list_page(
+                    &q.workflow,
+                    &q.statuses,
+                    after.as_ref().map(|(at, id)| (*at, id.as_str())),
+                    PAGE,
+                ))
+                .map_err(|e| format!("list `{}`: reading the store: {e}", q.name))?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.created_at, last.id.clone()));
+            let last_page = page.len() < PAGE as usize;
+            for row in page {
+                let wf = rt.block_on(registry.version(&row.def_hash, store))?;
+                let inst: Instance = serde_json::from_str(&row.state)
+                    .map_err(|e| format!("list `{}`: instance {}: {e}", q.name, row.id))?;
+                let entry = engine::list_entry(&wf, &inst, q, now)
+                    .map_err(|e| format!("list `{}`: instance {}: {e}", q.name, row.id))?;
+                if let Some(entry) = entry {
+                    entries.push(entry);
+                    if entries.len() >= q.limit as usize {
+                        break 'pages;
+                    }
+                }
+            }
+            if last_page {
+                break;
+            }
+        }
+        out.insert(q.name.clone(), Value::Array(entries));
+    }
+    Ok(out)
+}
