@@ -45,7 +45,11 @@ fn step_to(d: &mut Daemon, t: DateTime<Utc>) {
 }
 
 /// The decided fires of a schedule, oldest first: (fire time, outcome, instance).
-fn fires(d: &Daemon, workflow: &str, schedule: &str) -> Vec<(DateTime<Utc>, String, Option<String>)> {
+fn fires(
+    d: &Daemon,
+    workflow: &str,
+    schedule: &str,
+) -> Vec<(DateTime<Utc>, String, Option<String>)> {
     let v = d.get(&format!(
         "/v1/schedules/{workflow}/{schedule}/fires?limit=1000"
     ));
@@ -102,7 +106,10 @@ fn schedule_view(d: &Daemon, workflow: &str, schedule: &str) -> Value {
 }
 
 fn hm(h: i64, m: i64, s: i64) -> DateTime<Utc> {
-    epoch() - TimeDelta::hours(9) + TimeDelta::hours(h) + TimeDelta::minutes(m) + TimeDelta::seconds(s)
+    epoch() - TimeDelta::hours(9)
+        + TimeDelta::hours(h)
+        + TimeDelta::minutes(m)
+        + TimeDelta::seconds(s)
 }
 
 fn fires_exactly_once_per_fire_time(backend: Backend) {
@@ -111,7 +118,7 @@ fn fires_exactly_once_per_fire_time(backend: Backend) {
     // First seen at 09:00:00: counting starts strictly after it, so 09:00 is not back-filled.
     for minute in 1..=35 {
         step_to(&mut d, hm(9, minute, 0));
-        // The same instant again, and a poke through an unrelated clock call: nothing new.
+        // The same instant again: nothing new is decided.
         step_to(&mut d, hm(9, minute, 0));
     }
     let expect = vec![hm(9, 10, 0), hm(9, 20, 0), hm(9, 30, 0)];
@@ -122,7 +129,11 @@ fn fires_exactly_once_per_fire_time(backend: Backend) {
     // Started by the schedule, with its input.
     let (_, first) = by_fire.iter().next().expect("one");
     let shown = d.instance(first["id"].as_str().expect("id"));
-    assert_eq!(shown["data"]["input"], json!({ "source": "tick" }), "{shown}");
+    assert_eq!(
+        shown["data"]["input"],
+        json!({ "source": "tick" }),
+        "{shown}"
+    );
     assert_eq!(d.metric("clearflow_schedule_fires_total"), 3);
     let view = schedule_view(&d, "tick", "ten");
     assert_eq!(view["last_fire"], "2025-03-03T09:30:00Z");
@@ -259,9 +270,11 @@ fn overlap_policies(backend: Backend) {
     assert_eq!(status(&d, &allow_a), "running");
     let cancel = fires(&d, "ov-cancel", "hourly");
     assert_eq!(cancel[1].1, "started");
-    d.wait_until("the previous run is cancelled", Duration::from_secs(30), |d| {
-        status(d, &cancel_a) == "cancelled"
-    });
+    d.wait_until(
+        "the previous run is cancelled",
+        Duration::from_secs(30),
+        |d| status(d, &cancel_a) == "cancelled",
+    );
     let shown = d.instance(&cancel_a);
     assert!(
         shown.to_string().contains("cancelled by schedule `hourly`"),
@@ -317,7 +330,10 @@ fn pause_and_resume(backend: Backend) {
     assert_eq!(item["paused"], true, "{listed}");
     assert_eq!(item["next_fire"], Value::Null);
     step_to(&mut d, hm(10, 0, 5));
-    assert!(fires(&d, "pz", "hourly").is_empty(), "a paused schedule fired");
+    assert!(
+        fires(&d, "pz", "hourly").is_empty(),
+        "a paused schedule fired"
+    );
     // Still paused after a restart.
     d.terminate();
     d.clock_start = hm(10, 30, 0);
@@ -331,7 +347,10 @@ fn pause_and_resume(backend: Backend) {
     assert_eq!(v["next_fire"], "2025-03-03T11:00:00Z");
     evaluated(&mut d, hm(10, 30, 0));
     step_to(&mut d, hm(10, 30, 1));
-    assert!(fires(&d, "pz", "hourly").is_empty(), "back-filled after resume");
+    assert!(
+        fires(&d, "pz", "hourly").is_empty(),
+        "back-filled after resume"
+    );
     step_to(&mut d, hm(11, 0, 5));
     assert_eq!(started(&d, "pz", "hourly"), vec![hm(11, 0, 0)]);
     // Pause through the API, resume through the CLI.
@@ -345,13 +364,20 @@ fn pause_and_resume(backend: Backend) {
         vec![hm(11, 0, 0), hm(13, 0, 0)]
     );
     let text = d.cli_ok(&["schedules", "fires", "pz", "hourly"]);
-    assert!(text.contains("2025-03-03T13:00:00Z") && text.contains("started"), "{text}");
+    assert!(
+        text.contains("2025-03-03T13:00:00Z") && text.contains("started"),
+        "{text}"
+    );
     // Unknown schedules are 404 problems, and the CLI fails.
     let (status, body) = d
         .try_post("/v1/schedules/pz/nope/pause", &json!({}))
         .expect("answer");
     assert_eq!(status, 404, "{body}");
-    assert!(!d.cli(&["schedules", "pause", "nope", "hourly"]).status.success());
+    assert!(
+        !d.cli(&["schedules", "pause", "nope", "hourly"])
+            .status
+            .success()
+    );
     d.terminate();
 }
 
@@ -446,7 +472,8 @@ fn two_daemons_on_one_postgres_start_one_instance_per_fire_time() {
     }
     assert_eq!(started(&a, "tick", "ten"), expect);
     assert_eq!(instances_by_fire(&a, "tick").len(), 8);
-    let fired = a.metric("clearflow_schedule_fires_total") + b.metric("clearflow_schedule_fires_total");
+    let fired =
+        a.metric("clearflow_schedule_fires_total") + b.metric("clearflow_schedule_fires_total");
     assert_eq!(fired, 8, "the daemons together decided each fire once");
     // Both daemons show the same state.
     assert_eq!(

@@ -31,8 +31,8 @@ use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
 use crate::clock::{from_ms, ms};
-use crate::store::schedules::{Fire, FireOutcome, OverlapPolicy, ScheduleState};
 use crate::store::StoreError;
+use crate::store::schedules::{Fire, FireOutcome, OverlapPolicy, ScheduleState};
 use crate::worker::Worker;
 
 /// Counters for metrics (decisions made by this daemon).

@@ -212,7 +212,9 @@ async fn overlap_skip_allow_and_cancel_previous(s: Store) {
     for id in ["a", "c"] {
         let pending = s.pending(id).await.expect("pending");
         assert!(
-            pending.iter().any(|e| e.payload["cancel"]["reason"] == "replaced"),
+            pending
+                .iter()
+                .any(|e| e.payload["cancel"]["reason"] == "replaced"),
             "{id}: {pending:?}"
         );
     }
@@ -246,7 +248,9 @@ async fn overlap_skip_allow_and_cancel_previous(s: Store) {
         .collect();
     assert_eq!(
         outcomes,
-        ["started", "skipped", "started", "started", "started", "failed"]
+        [
+            "started", "skipped", "started", "started", "started", "failed"
+        ]
     );
 }
 
@@ -300,5 +304,8 @@ async fn a_changed_fingerprint_restarts_the_cursor_at_now(s: Store) {
     let again = s.sync_schedule("wf", "s", "fp1", 5000).await.expect("sync");
     assert_eq!(again.cursor, 1000);
     let changed = s.sync_schedule("wf", "s", "fp2", 7000).await.expect("sync");
-    assert_eq!((changed.cursor, changed.fingerprint.as_str()), (7000, "fp2"));
+    assert_eq!(
+        (changed.cursor, changed.fingerprint.as_str()),
+        (7000, "fp2")
+    );
 }

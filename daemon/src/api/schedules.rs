@@ -2,10 +2,10 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -86,9 +86,7 @@ async fn set_paused(
 }
 
 fn no_schedule(workflow: &str, schedule: &str) -> Problem {
-    Problem::not_found(format!(
-        "no schedule `{schedule}` in workflow `{workflow}`"
-    ))
+    Problem::not_found(format!("no schedule `{schedule}` in workflow `{workflow}`"))
 }
 
 #[derive(Deserialize)]

@@ -61,13 +61,19 @@ pub async fn run(command: ScheduleCommand, remote: &Remote) -> anyhow::Result<Ex
         }
         ScheduleCommand::Pause { workflow, schedule } => {
             let v = client
-                .post(&format!("/v1/schedules/{workflow}/{schedule}/pause"), &json!({}))
+                .post(
+                    &format!("/v1/schedules/{workflow}/{schedule}/pause"),
+                    &json!({}),
+                )
                 .await?;
             print_value(&v, remote.json, line);
         }
         ScheduleCommand::Resume { workflow, schedule } => {
             let v = client
-                .post(&format!("/v1/schedules/{workflow}/{schedule}/resume"), &json!({}))
+                .post(
+                    &format!("/v1/schedules/{workflow}/{schedule}/resume"),
+                    &json!({}),
+                )
                 .await?;
             print_value(&v, remote.json, line);
         }

@@ -208,7 +208,11 @@ impl Store {
     /// Decides one fire in one transaction: the fire row (whose primary key makes the
     /// decision unique), the instance tree it starts, the cancel events of
     /// `cancel_previous`, and the schedule's cursor.
-    pub async fn fire_schedule(&self, fire: &Fire<'_>, now: i64) -> Result<FireOutcome, StoreError> {
+    pub async fn fire_schedule(
+        &self,
+        fire: &Fire<'_>,
+        now: i64,
+    ) -> Result<FireOutcome, StoreError> {
         let mut tx = self.begin().await?;
         // Lock the schedule's row (PostgreSQL; SQLite's write lock is already held), so
         // concurrent deciders of one schedule queue here and see each other's work.
