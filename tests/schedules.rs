@@ -534,3 +534,56 @@ fn sighup_picks_up_a_changed_and_a_removed_schedule_sqlite() {
 fn sighup_picks_up_a_changed_and_a_removed_schedule_postgres() {
     sighup_picks_up_a_changed_and_a_removed_schedule(Backend::Postgres);
 }
+
+fn jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded(backend: Backend) {
+    let mut d = Daemon::start(backend, &scenario("misc"));
+    evaluated(&mut d, epoch());
+    for round in 0..3 {
+        let view = schedule_view(&d, "jittered", "ten");
+        let fire = at(view["next_fire"].as_str().expect("next_fire"));
+        let run = at(view["next_run"].as_str().expect("next_run"));
+        assert_eq!(fire, hm(9, 10 * (round + 1), 0), "{view}");
+        assert!(run >= fire && run < fire + TimeDelta::minutes(5), "{view}");
+        // Just before the jittered run: the fire is due but waits.
+        if run > fire {
+            step_to(&mut d, run - TimeDelta::milliseconds(1));
+            assert_eq!(started(&d, "jittered", "ten").len(), round as usize);
+        }
+        step_to(&mut d, run);
+        let fired = started(&d, "jittered", "ten");
+        assert_eq!(fired.len(), round as usize + 1);
+        assert_eq!(
+            fired.last(),
+            Some(&fire),
+            "the fire keeps its un-jittered time"
+        );
+    }
+    // 10:00 is refused by the workflow's input schema: recorded once, with the reason.
+    step_to(&mut d, hm(10, 0, 5));
+    let refused = d.get("/v1/schedules/refused/hourly/fires");
+    let items = refused["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{refused}");
+    assert_eq!(items[0]["outcome"], "failed");
+    assert!(
+        items[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("days")),
+        "{refused}"
+    );
+    assert!(d.list_all("workflow=refused").is_empty());
+    assert_eq!(d.metric("clearflow_schedule_failures_total"), 1);
+    // The schedule goes on: 11:00 is decided too.
+    step_to(&mut d, hm(11, 0, 5));
+    assert_eq!(fires(&d, "refused", "hourly").len(), 2);
+    d.terminate();
+}
+
+#[test]
+fn jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded_sqlite() {
+    jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded(Backend::Sqlite);
+}
+
+#[test]
+fn jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded_postgres() {
+    jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded(Backend::Postgres);
+}

@@ -196,7 +196,7 @@ impl Scheduler {
         let seed = seed(wf, spec);
         let cursor = from_ms(state.cursor);
         for fire in spec.schedule.due(Some(cursor), now, cal) {
-            let run_at = fire + spec.schedule.jitter_for(fire, &seed);
+            let run_at = run_at(spec, fire, &seed);
             if run_at > now {
                 // Later fires wait for this one: fires are decided in order.
                 return Ok(Some(run_at));
@@ -204,7 +204,7 @@ impl Scheduler {
             self.fire(wf, spec, fire, now).await?;
         }
         let next = spec.schedule.next_after(now.max(cursor), cal);
-        Ok(next.map(|f| f + spec.schedule.jitter_for(f, &seed)))
+        Ok(next.map(|f| run_at(spec, f, &seed)))
     }
 
     /// Decides one fire: start, skip (overlap) or record why the start was refused.
@@ -372,7 +372,7 @@ impl Scheduler {
             last_fire: state.and_then(|s| s.last_fire).map(from_ms),
             last_instance: state.and_then(|s| s.last_instance.clone()),
             next_fire,
-            next_run: next_fire.map(|f| f + spec.schedule.jitter_for(f, &seed(wf, spec))),
+            next_run: next_fire.map(|f| run_at(spec, f, &seed(wf, spec))),
         }
     }
 }
@@ -380,4 +380,16 @@ impl Scheduler {
 /// The jitter seed of a schedule: stable across daemons and releases.
 fn seed(wf: &Workflow, spec: &ScheduleSpec) -> String {
     format!("{}/{}", wf.id, spec.id)
+}
+
+/// When `fire` runs: its time plus its jitter, rounded up to the millisecond, the
+/// resolution of the daemon's clock and store.
+fn run_at(spec: &ScheduleSpec, fire: DateTime<Utc>, seed: &str) -> DateTime<Utc> {
+    let at = fire + spec.schedule.jitter_for(fire, seed);
+    let truncated = from_ms(ms(at));
+    if truncated < at {
+        truncated + chrono::TimeDelta::milliseconds(1)
+    } else {
+        truncated
+    }
 }
