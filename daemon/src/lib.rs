@@ -7,6 +7,7 @@
 //! - [`server`]: `clearflow serve`, signals (SIGTERM drains, SIGHUP reloads).
 //! - [`registry`]: deployed workflows, calendars and every version in use.
 //! - [`worker`]: the engine loop: claim, advance through the pure engine, commit.
+//! - [`scheduler`]: the cron loop: starts instances at their schedules' fire times, once each.
 //! - [`store`]: the sqlx store for SQLite and PostgreSQL.
 //! - [`api`]: the axum HTTP API.
 //! - [`clock`]: the system clock or a manual one for tests.
@@ -26,6 +27,7 @@ pub mod directory;
 pub mod mailer;
 pub mod plugins;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod worker;

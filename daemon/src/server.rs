@@ -106,12 +106,15 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
     let (stop_tx, stop_rx) = watch::channel(false);
     let engine = tokio::spawn(worker.clone().run(stop_rx.clone()));
     let sender = tokio::spawn(mailer.clone().run(stop_rx.clone()));
+    let scheduler = Arc::new(crate::scheduler::Scheduler::new(worker.clone()));
+    let cron = tokio::spawn(scheduler.clone().run(stop_rx.clone()));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let signals = {
         let (registry, cfg, worker) = (registry.clone(), cfg.clone(), worker.clone());
+        let scheduler = scheduler.clone();
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
             loop {
@@ -123,6 +126,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
                         reload_plugins(&host, config_file.as_deref(), &base, &worker);
                         reload(&registry, &cfg, &worker).await;
                         worker.wake.notify_one();
+                        scheduler.wake.notify_one();
                     }
                 }
             }
@@ -134,6 +138,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         worker: worker.clone(),
         mailer: mailer.clone(),
         body_limit: cfg.server.body_limit,
+        scheduler,
     });
     let mut stop_http = stop_rx.clone();
     axum::serve(listener, app)
@@ -143,6 +148,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         .await?;
     engine.await?;
     sender.await?;
+    cron.await?;
     signals.abort();
     tracing::info!("stopped");
     Ok(())

@@ -210,6 +210,34 @@ impl Daemon {
         d
     }
 
+    /// Starts another daemon on the same store as `other`: its own folder, port and
+    /// manual clock (starting at `other.clock_start`), a copy of its workflows and the
+    /// same options. The store (and a PostgreSQL database) stays owned by `other`.
+    pub fn start_beside(other: &Daemon) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("clearflow-e2e")
+            .tempdir()
+            .expect("temp dir");
+        copy_workflows(&other.workflows_dir(), &dir.path().join("workflows"));
+        let mut d = Daemon {
+            backend: other.backend,
+            dir,
+            port: free_port(),
+            store_url: other.store_url.clone(),
+            clock_start: other.clock_start,
+            options: other.options.clone(),
+            child: None,
+            starts: 0,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("http client"),
+            _pg: None,
+        };
+        d.spawn();
+        d
+    }
+
     /// The configuration file.
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("clearflow.toml")

@@ -241,6 +241,31 @@ impl Schedule {
         self.catch_up
     }
 
+    /// The cron expression as written.
+    pub fn expression(&self) -> &str {
+        self.cron.source()
+    }
+
+    /// The longest delay [`Schedule::jitter_for`] can give.
+    pub fn jitter(&self) -> TimeDelta {
+        self.jitter
+    }
+
+    /// What decides the fire times (expression, time zone, working-day filters) as one
+    /// string: two schedules with the same fingerprint fire at the same instants.
+    /// Catch-up, grace and jitter are left out: they change when a fire runs, not which
+    /// fires exist.
+    pub fn fingerprint(&self) -> String {
+        let mut out = format!("{} @ {}", self.cron.source().trim(), self.timezone.name());
+        if self.working_days_only {
+            out += " working_days_only";
+        }
+        if let Some(n) = self.nth_working_day_of_month {
+            out += &format!(" nth_working_day_of_month={n}");
+        }
+        out
+    }
+
     /// Whether the schedule filters on working days and so should be given a calendar.
     pub fn needs_calendar(&self) -> bool {
         self.working_days_only || self.nth_working_day_of_month.is_some()
@@ -665,6 +690,87 @@ mod tests {
             2,
             &["2025-03-30T03:00:00+02:00", "2025-03-31T02:30:00+02:00"],
         );
+    }
+
+    #[test]
+    fn dst_berlin_fall_back_fires_once() {
+        // 2025-10-26 03:00 CEST -> 02:00 CET: 02:30 happens twice and fires at its first occurrence.
+        check(
+            "cron = \"0 30 2 * * *\"\ntimezone = \"Europe/Berlin\"",
+            "2025-10-25T12:00:00+02:00",
+            3,
+            &[
+                "2025-10-26T02:30:00+02:00",
+                "2025-10-27T02:30:00+01:00",
+                "2025-10-28T02:30:00+01:00",
+            ],
+        );
+    }
+
+    #[test]
+    fn dst_hourly_through_both_new_york_transitions() {
+        let hourly = format!("cron = \"0 0 * * * *\"\n{NY}");
+        // Spring forward: 02:00 does not exist; it and 03:00 are the one fire at 03:00 EDT.
+        check(
+            &hourly,
+            "2025-03-09T00:30:00-05:00",
+            3,
+            &[
+                "2025-03-09T01:00:00-05:00",
+                "2025-03-09T03:00:00-04:00",
+                "2025-03-09T04:00:00-04:00",
+            ],
+        );
+        // Fall back: 01:00 happens twice and fires once (EDT); the hour after is 02:00 EST.
+        check(
+            &hourly,
+            "2025-11-02T00:30:00-04:00",
+            3,
+            &[
+                "2025-11-02T01:00:00-04:00",
+                "2025-11-02T02:00:00-05:00",
+                "2025-11-02T03:00:00-05:00",
+            ],
+        );
+    }
+
+    #[test]
+    fn dst_due_after_downtime_across_a_transition() {
+        // Down from before the gap to after it: the shifted 02:30 fire counts once.
+        let spec = format!("cron = \"0 30 2 * * *\"\n{NY}\ncatch_up = {{ all = {{ max = 10 }} }}");
+        check_due(
+            &spec,
+            Some("2025-03-08T07:30:00Z"),
+            "2025-03-10T12:00:00Z",
+            &["2025-03-09T07:00:00+00:00", "2025-03-10T06:30:00+00:00"],
+        );
+        // Across the fall-back night: 01:30 fires once, at 05:30 UTC (EDT), not at 06:30 UTC.
+        let spec = format!("cron = \"0 30 1 * * *\"\n{NY}\ncatch_up = {{ all = {{ max = 10 }} }}");
+        check_due(
+            &spec,
+            Some("2025-11-01T05:30:00Z"),
+            "2025-11-02T12:00:00Z",
+            &["2025-11-02T05:30:00+00:00"],
+        );
+        // Woken inside the repeated hour, just after the second 01:30: nothing new is due.
+        check_due(
+            &spec,
+            Some("2025-11-02T05:30:00Z"),
+            "2025-11-02T06:30:30Z",
+            &[],
+        );
+    }
+
+    #[test]
+    fn fingerprint_names_what_decides_fire_times() {
+        let a = schedule("cron = \"0 0 9 * * *\"\njitter = \"5m\"");
+        let b = schedule("cron = \"0 0 9 * * *\"\ncatch_up = \"latest\"");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), "0 0 9 * * * @ Asia/Shanghai");
+        let c = schedule("cron = \"0 0 9 * * *\"\ntimezone = \"UTC\"\nworking_days_only = true");
+        assert_eq!(c.fingerprint(), "0 0 9 * * * @ UTC working_days_only");
+        assert_eq!(a.expression(), "0 0 9 * * *");
+        assert_eq!(a.jitter(), TimeDelta::minutes(5));
     }
 
     #[test]

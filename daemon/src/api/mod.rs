@@ -20,6 +20,8 @@ use crate::registry::Registry;
 use crate::store::{ListFilter, Started, Store};
 use crate::worker::{StartError, Worker};
 
+mod schedules;
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -29,6 +31,8 @@ pub struct AppState {
     pub mailer: Arc<crate::mailer::Mailer>,
     /// Limits and listener settings.
     pub body_limit: usize,
+    /// The cron scheduler.
+    pub scheduler: Arc<crate::scheduler::Scheduler>,
 }
 
 impl AppState {
@@ -117,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mail", get(list_mail))
         .route("/v1/mail/{id}/retry", post(retry_mail))
         .route("/v1/admin/clock", get(get_clock).post(set_clock))
+        .merge(schedules::routes())
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -158,6 +163,7 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
     out += &format!("clearflow_mail_retried_total {}\n", m.retried.load(Relaxed));
     out += "# HELP clearflow_mail_dead_total Messages given up as dead letters.\n# TYPE clearflow_mail_dead_total counter\n";
     out += &format!("clearflow_mail_dead_total {}\n", m.dead.load(Relaxed));
+    out += &schedules::metrics(&s);
     out += "# HELP clearflow_instances Instances by workflow and status.\n# TYPE clearflow_instances gauge\n";
     for (wf, status, n) in s.store().counts().await? {
         out += &format!("clearflow_instances{{workflow=\"{wf}\",status=\"{status}\"}} {n}\n");

@@ -2,6 +2,7 @@
 //! commands that talk to a running daemon's HTTP API.
 
 mod client;
+mod schedules;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,13 @@ enum Command {
     Mail {
         #[command(subcommand)]
         command: MailCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Cron schedules: list, pause, resume, recent fires.
+    Schedules {
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -266,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Instances { command, remote } => instances(command, &remote).await,
+        Command::Schedules { command, remote } => schedules::run(command, &remote).await,
         Command::Plugin { command } => plugin(command),
         Command::Events {
             command: EventCommand::Send { name, key, data },
