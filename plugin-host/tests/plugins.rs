@@ -294,6 +294,7 @@ fn trivial_plugins_import_only_the_granted_baseline() {
         "assess-fault-tolerance",
         "render-document",
         "file-to-records",
+        "impact-period",
     ] {
         let path = dist().0.join(format!("{name}.wasm"));
         let component = wasmtime::component::Component::from_file(&engine, &path).unwrap();
@@ -523,6 +524,7 @@ mod builtins {
             "assess-fault-tolerance",
             "render-document",
             "file-to-records",
+            "impact-period",
         ];
         load(&host, &names.map(decl))
     }
@@ -633,5 +635,31 @@ mod builtins {
             .collect();
         assert_eq!(records, ["integrity", "personnel"]);
         assert_eq!(out["entries"][1]["official_id"], "E-1024");
+    }
+
+    #[test]
+    fn impact_period() {
+        let p = plugins();
+        let input = json!({"sanction": "party_warning", "effective_on": "2024-03-01"});
+        let out = p.call("impact-period", &inv(1), &input).unwrap().output;
+        assert_eq!(
+            (out["impact_end"].as_str(), out["remind_on"].as_str()),
+            (Some("2025-02-28"), Some("2025-01-29"))
+        );
+        assert_eq!(
+            out["visits"][0],
+            json!({"number": 1, "on": "2024-06-01", "remind_on": "2024-05-27"})
+        );
+        let err = call_err(
+            &p,
+            "impact-period",
+            json!({"sanction": "reprimand", "effective_on": "2024-03-01"}),
+        );
+        assert_eq!(err.class, ErrorClass::InvalidInput);
+        assert!(
+            err.message.contains("unknown sanction reprimand"),
+            "{}",
+            err.message
+        );
     }
 }

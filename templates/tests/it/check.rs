@@ -21,6 +21,18 @@ const SHIPPED: &[(&str, &[&str])] = &[
     ("task-reminder", &["task", "case"]),
     ("task-overdue-escalation", &["task", "case"]),
     ("digest", &["digest", "rows"]),
+    ("acknowledge-receipt", &["case", "forwarded"]),
+    ("reporter-feedback", &["case", "feedback"]),
+    ("clarification-notice", &["mode", "case", "document"]),
+    (
+        "records-filed",
+        &["case", "document", "official", "entries"],
+    ),
+    ("fault-tolerance-decision", &["case", "outcome", "document"]),
+    ("follow-up-visit", &["case", "visit"]),
+    ("impact-period-ending", &["case", "official", "sanction"]),
+    ("joint-review-agenda", &["meeting", "rows"]),
+    ("quarterly-digest", &["quarter", "rows"]),
 ];
 
 #[test]

@@ -28,7 +28,16 @@ fn shipped_templates_load_in_both_locales() {
     assert_eq!(
         names,
         [
+            "acknowledge-receipt",
+            "clarification-notice",
             "digest",
+            "fault-tolerance-decision",
+            "follow-up-visit",
+            "impact-period-ending",
+            "joint-review-agenda",
+            "quarterly-digest",
+            "records-filed",
+            "reporter-feedback",
             "task-assigned",
             "task-overdue-escalation",
             "task-reminder"
