@@ -112,7 +112,10 @@ fn list_names(wf: &Workflow, q: &ListQuery, target: &Workflow) -> Vec<Diagnostic
             let d = Diagnostic::error(
                 &wf.file,
                 pos,
-                format!("`{r}`: workflow `{}` has no step or name `{head}`", target.id),
+                format!(
+                    "`{r}`: workflow `{}` has no step or name `{head}`",
+                    target.id
+                ),
             );
             out.push(match crate::definition::did_you_mean(head, &names) {
                 Some(s) => d.with_hint(format!("did you mean `{s}`?")),

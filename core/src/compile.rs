@@ -1014,7 +1014,11 @@ impl<'a> Compiler<'a> {
         const STATUSES: [&str; 4] = ["running", "completed", "failed", "cancelled"];
         let mut out = Vec::new();
         for (name, l) in &n.lists {
-            let at = [path.to_vec(), vec![Seg::Key("lists".into()), Seg::Key(name.clone())]].concat();
+            let at = [
+                path.to_vec(),
+                vec![Seg::Key("lists".into()), Seg::Key(name.clone())],
+            ]
+            .concat();
             let sub = |k: &str| [at.clone(), vec![Seg::Key(k.into())]].concat();
             let plain = name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
                 && name
@@ -1053,7 +1057,10 @@ impl<'a> Compiler<'a> {
                     None
                 }
             };
-            let filter = l.filter.as_ref().and_then(|f| parse(self, f, &sub("where")));
+            let filter = l
+                .filter
+                .as_ref()
+                .and_then(|f| parse(self, f, &sub("where")));
             let mut fields = Vec::new();
             for (k, src) in &l.fields {
                 let p = [sub("fields"), vec![Seg::Key(k.clone())]].concat();

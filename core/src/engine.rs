@@ -569,7 +569,9 @@ pub fn list_entry(
         "waiting_at": waiting_at,
     });
     for (name, e, _) in &q.fields {
-        let v = e.eval(&ctx).map_err(|err| format!("field `{name}`: {err}"))?;
+        let v = e
+            .eval(&ctx)
+            .map_err(|err| format!("field `{name}`: {err}"))?;
         entry[name.as_str()] = v;
     }
     Ok(Some(entry))
