@@ -67,11 +67,11 @@ fn agenda_lists_exactly_the_suspected_and_key_cases(backend: Backend) {
         &json!({ "name": "decided" }),
     );
     d.wait_until("the decided case ends", Duration::from_secs(30), |d| {
-        d.instance(&ids[3])["status"] == "completed"
+        d.instance(&ids[3])["instance"]["status"] == "completed"
     });
     let (agenda, _) = d.start_instance("agenda", &json!({}), None);
     d.wait_until("the agenda is sent", Duration::from_secs(30), |d| {
-        d.instance(&agenda)["status"] == "completed"
+        d.instance(&agenda)["instance"]["status"] == "completed"
             && d.get("/v1/mail")["items"]
                 .as_array()
                 .is_some_and(|m| m.iter().any(|m| m["status"] == "sent"))

@@ -1012,6 +1012,10 @@ fn schedules_and_digests() {
     );
     assert_eq!(s.outcome(), Some("reviewed"));
 
+    let rows = json!([
+        {"case": "JB-2025-0042", "title": "初步核实", "state": "key", "due": null},
+        {"case": "JB-2025-0043", "title": "谈话函询", "state": "suspected", "due": "2025-10-20"}
+    ]);
     let wf = workflow("quarterly-results-digest");
     assert_eq!(wf.schedules.len(), 2);
     let fire = wf.schedules[0]
