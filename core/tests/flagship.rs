@@ -200,7 +200,18 @@ impl Sim {
                     data,
                     ..
                 } => {
-                    render_both(&template, &data);
+                    // A step's store lists are filled by the daemon (tests/digest.rs);
+                    // here each renders as an empty list.
+                    let mut shown = data.clone();
+                    if let Some(clearflow_core::workflow::NodeKind::Notify(n)) =
+                        self.wf.node_by_id(&step).map(|n| &n.kind)
+                        && let Some(obj) = shown.as_object_mut()
+                    {
+                        for q in &n.lists {
+                            obj.insert(q.name.clone(), json!([]));
+                        }
+                    }
+                    render_both(&template, &shown);
                     self.mails.push(Mail {
                         step,
                         template,

@@ -101,6 +101,7 @@ fn shipped_workflows_are_valid() {
             if let Some(clearflow_core::expr::Template::Object(entries)) = &n.data {
                 provided.extend(entries.iter().map(|(k, _)| k.clone()));
             }
+            provided.extend(n.lists.iter().map(|q| q.name.clone()));
             if let Err(p) = templates.check(&n.template, &provided) {
                 problems.extend(
                     p.iter()
