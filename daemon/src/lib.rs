@@ -24,6 +24,7 @@ pub mod config;
 pub mod directory;
 pub mod mailer;
 pub mod plugins;
+pub mod provisional;
 pub mod registry;
 pub mod server;
 pub mod store;
