@@ -1619,7 +1619,7 @@ fn a_deadline_past_the_calendar_is_provisional_and_recomputed_when_it_is_extende
         "2026-12-20T01:00:00Z",
         &CALENDARS,
     );
-    assert_eq!(t.effects, []);
+    assert!(t.effects.is_empty(), "{:?}", t.effects);
     assert_eq!(kinds(&t), ["deadline_recomputed wait_long"]);
     assert_eq!(t.history[0].detail["provisional"], json!(true));
     assert_eq!(inst.provisional.timers.keys().collect::<Vec<_>>(), [&2]);
@@ -1698,10 +1698,14 @@ fn provisional_timeouts_are_recomputed_and_reported_once_per_step() {
 id: late-loop
 calendar: cn-mainland
 steps:
+  - id: init
+    set: { count: 0 }
   - id: answer
     wait: { event: answer, timeout: 30wd }
+  - id: count
+    set: { count: "${ vars.count + 1 }" }
   - id: again
-    if: "answer.timed_out is not defined"
+    if: vars.count < 2
     goto: answer
   - end: done
 "#,
@@ -1709,14 +1713,15 @@ steps:
     let start = "2026-12-07T01:00:00Z";
     let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, at(start)).unwrap();
     let t = step(&wf, &mut inst, Event::Start, start, &CALENDARS);
+    let k = kinds(&t);
     assert_eq!(
-        kinds(&t),
-        [
-            "instance_started -",
-            "deadline_provisional answer",
-            "step_waiting answer"
-        ]
+        k.iter()
+            .filter(|k| *k == "deadline_provisional answer")
+            .count(),
+        1,
+        "{k:?}"
     );
+    assert_eq!(k.last().map(String::as_str), Some("step_waiting answer"));
     // The answer comes, the step loops and waits again: still provisional, not reported again.
     let t = step(
         &wf,
