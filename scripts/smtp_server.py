@@ -9,8 +9,13 @@ Usage:
   smtp_server.py --maildir DIR [--host 127.0.0.1] [--port 0]
                  [--starttls --cert F --key F | --tls --cert F --key F]
                  [--auth USER:PASS] [--reject REGEX] [--tempfail REGEX]
+                 [--processes N]
 
 Prints ``READY <port>`` on stdout once listening; exits cleanly on SIGTERM or SIGINT.
+
+One aiosmtpd process handles about 150-170 messages a second on one core. With
+``--processes N`` that many processes listen on the same port (SO_REUSEPORT; the kernel
+spreads connections over them), so a benchmark measures the client, not this server.
 """
 
 import argparse
@@ -20,6 +25,7 @@ import mailbox
 import os
 import re
 import signal
+import socket
 import ssl
 import sys
 import warnings
@@ -68,7 +74,10 @@ def parse_args(argv):
     p.add_argument("--auth", metavar="USER:PASS", help="require AUTH PLAIN/LOGIN with these credentials")
     p.add_argument("--reject", metavar="REGEX", help="recipients matching get 550 5.1.1")
     p.add_argument("--tempfail", metavar="REGEX", help="recipients matching get 451")
+    p.add_argument("--processes", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     args = p.parse_args(argv)
+    if args.processes < 1:
+        p.error("--processes must be at least 1")
     if (args.starttls or args.tls) and not (args.cert and args.key):
         p.error("--starttls and --tls need --cert and --key")
     if args.auth is not None and ":" not in args.auth:
@@ -91,7 +100,18 @@ def make_authenticator(user, password):
     return authenticate
 
 
-async def serve(args):
+def listening_socket(host, port, reuse_port):
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(args, sock, announce):
     # aiosmtpd logs deprecation notices of its own on every AUTH; keep stderr for real errors.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     loop = asyncio.get_running_loop()
@@ -130,16 +150,15 @@ async def serve(args):
     def factory():
         return SMTP(handler, **smtp_kwargs)
 
-    server = await loop.create_server(
-        factory, host=args.host, port=args.port, ssl=ctx if args.tls else None
-    )
-    port = server.sockets[0].getsockname()[1]
+    server = await loop.create_server(factory, sock=sock, ssl=ctx if args.tls else None)
+    port = sock.getsockname()[1]
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    print(f"READY {port}", flush=True)
+    if announce:
+        print(f"READY {port}", flush=True)
     await stop.wait()
     server.close()
     await server.wait_closed()
@@ -147,11 +166,42 @@ async def serve(args):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    reuse = args.processes > 1
     try:
-        asyncio.run(serve(args))
+        sock = listening_socket(args.host, args.port, reuse)
     except OSError as e:
         print(f"smtp_server: {e}", file=sys.stderr)
         return 1
+    port = sock.getsockname()[1]
+    # Created once here, so the processes below do not race to create it.
+    mailbox.Maildir(args.maildir, create=True)
+    children = []
+    if reuse:
+        # Each child binds its own socket to the same port before the parent says READY.
+        for _ in range(args.processes - 1):
+            child_sock = listening_socket(args.host, port, True)
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                try:
+                    asyncio.run(serve(args, child_sock, announce=False))
+                finally:
+                    os._exit(0)
+            child_sock.close()
+            children.append(pid)
+    try:
+        asyncio.run(serve(args, sock, announce=True))
+    except OSError as e:
+        print(f"smtp_server: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            os.waitpid(pid, 0)
     return 0
 
 

@@ -57,6 +57,44 @@ pub struct Instance {
     pub started_at: DateTime<Utc>,
     /// Source of token, frame, timer and link ids.
     pub counter: u32,
+    /// Timers computed past the last year their calendar covers (see [`Provisional`]).
+    #[serde(default, skip_serializing_if = "Provisional::is_empty")]
+    pub provisional: Provisional,
+}
+
+/// Deadlines computed past the last year a calendar covers: counted on weekends only,
+/// so possibly wrong once the next year's holidays are known. [`Event::Recalendar`]
+/// recomputes them with the calendars of the moment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provisional {
+    /// Provisional timers by timer id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timers: BTreeMap<u32, ProvisionalTimer>,
+    /// Steps that have computed a provisional deadline (each is reported once).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub reported: std::collections::BTreeSet<String>,
+}
+
+impl Provisional {
+    /// Whether nothing is or was provisional.
+    pub fn is_empty(&self) -> bool {
+        self.timers.is_empty() && self.reported.is_empty()
+    }
+}
+
+/// One provisional timer and how to compute it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionalTimer {
+    /// The waiting token.
+    pub token: u32,
+    /// The step.
+    pub step: String,
+    /// The time the duration is counted from.
+    pub from: DateTime<Utc>,
+    /// The duration as written (`30wd`).
+    pub span: String,
+    /// The provisional time.
+    pub at: DateTime<Utc>,
 }
 
 /// Whether an instance runs, and how it ended.
@@ -286,6 +324,10 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The working-day calendars changed (e.g. the next year's file was added and the
+    /// daemon reloaded): recompute every provisional timer with the calendars in [`Env`],
+    /// counting from the time it was first counted from.
+    Recalendar,
 }
 
 /// Work for the shell, to be done in (or, for plugin calls, before) the transaction.
@@ -471,6 +513,7 @@ pub fn create(
         initiator,
         started_at: now,
         counter: 0,
+        provisional: Provisional::default(),
     };
     let mut effects = Vec::new();
     for s in &wf.on_start {
@@ -584,6 +627,15 @@ struct Run<'a> {
     out: Transition,
 }
 
+/// The timer a wait holds, if it holds one.
+fn wait_timer(wait: &Wait) -> Option<u32> {
+    match wait {
+        Wait::Timer { timer, .. } | Wait::Retry { timer, .. } => Some(*timer),
+        Wait::Event { timer, .. } | Wait::Link { timer, .. } => *timer,
+        _ => None,
+    }
+}
+
 /// Applies `event` to `inst` and runs it forward to its next wait.
 pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) -> Transition {
     let mut run = Run {
@@ -602,6 +654,7 @@ pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) ->
     }
     run.event(event);
     run.drive();
+    run.forget_settled_provisional();
     run.out
 }
 
@@ -760,7 +813,120 @@ impl<'a> Run<'a> {
                 self.log("instance_cancelled", None, json!({"reason": reason}));
                 self.end(Status::Cancelled { reason });
             }
+            Event::Recalendar => self.recalendar(),
         }
+    }
+
+    /// Forgets provisional timers nothing waits on any more (fired, cancelled, ended).
+    fn forget_settled_provisional(&mut self) {
+        let tokens = &self.inst.tokens;
+        self.inst.provisional.timers.retain(|timer, p| {
+            tokens
+                .get(&p.token)
+                .is_some_and(|t| wait_timer(&t.wait) == Some(*timer))
+        });
+    }
+
+    /// Recomputes every provisional timer: a timer whose time changed is cancelled and
+    /// armed again at the new time; one the calendars now cover is no longer provisional.
+    fn recalendar(&mut self) {
+        let timers: Vec<(u32, ProvisionalTimer)> = self
+            .inst
+            .provisional
+            .timers
+            .iter()
+            .map(|(t, p)| (*t, p.clone()))
+            .collect();
+        for (timer, p) in timers {
+            let still_waits = self
+                .inst
+                .tokens
+                .get(&p.token)
+                .is_some_and(|t| wait_timer(&t.wait) == Some(timer));
+            if !still_waits {
+                self.inst.provisional.timers.remove(&timer);
+                continue;
+            }
+            let computed = p
+                .span
+                .parse::<clearflow_time::Span>()
+                .map_err(|e| e.to_string())
+                .and_then(|span| self.deadline_from(p.from, &span));
+            let (at, provisional) = match computed {
+                Ok(d) => d,
+                Err(e) => {
+                    // The old time stays; a later reload may fix the calendar.
+                    self.log(
+                        "deadline_not_recomputed",
+                        Some(&p.step),
+                        json!({"timer": timer, "error": e}),
+                    );
+                    continue;
+                }
+            };
+            self.inst.provisional.timers.remove(&timer);
+            let mut current = timer;
+            if at != p.at {
+                self.out.effects.push(Effect::CancelTimer { timer });
+                current = self.arm(at);
+                if let Some(t) = self.inst.tokens.get_mut(&p.token) {
+                    match &mut t.wait {
+                        Wait::Timer { timer, at: old } => {
+                            *timer = current;
+                            *old = at;
+                        }
+                        Wait::Event { timer, .. } | Wait::Link { timer, .. } => {
+                            *timer = Some(current)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if provisional {
+                self.inst
+                    .provisional
+                    .timers
+                    .insert(current, ProvisionalTimer { at, ..p.clone() });
+            }
+            self.log(
+                "deadline_recomputed",
+                Some(&p.step),
+                json!({"span": p.span, "was": p.at, "until": at, "provisional": provisional}),
+            );
+        }
+    }
+
+    /// Computes a deadline `span` from now and arms a timer for it, remembering the timer
+    /// when the deadline is provisional; the first provisional deadline of a step is
+    /// recorded in the history as `deadline_provisional`.
+    fn arm_deadline(
+        &mut self,
+        token: u32,
+        span: &clearflow_time::Span,
+    ) -> Result<(u32, DateTime<Utc>, bool), String> {
+        let (at, provisional) = self.deadline(span)?;
+        let timer = self.arm(at);
+        if provisional {
+            let step = self.node(token).id.clone();
+            self.inst.provisional.timers.insert(
+                timer,
+                ProvisionalTimer {
+                    token,
+                    step: step.clone(),
+                    from: self.env.now,
+                    span: span.to_string(),
+                    at,
+                },
+            );
+            if self.inst.provisional.reported.insert(step.clone()) {
+                self.log(
+                    "deadline_provisional",
+                    Some(&step),
+                    json!({"span": span.to_string(), "until": at, "calendar": self.wf.calendar}),
+                );
+            }
+        }
+        Ok((timer, at, provisional))
     }
 
     fn stale(&mut self, what: &str, token: u32) {
@@ -1101,8 +1267,8 @@ impl<'a> Run<'a> {
                     }
                     None => {
                         let timer = match timeout {
-                            Some(span) => match self.deadline(span) {
-                                Ok((at, _)) => Some(self.arm(at)),
+                            Some(span) => match self.arm_deadline(token, span) {
+                                Ok((timer, _, _)) => Some(timer),
                                 Err(e) => return self.fail(step, e),
                             },
                             None => None,
@@ -1320,8 +1486,7 @@ impl<'a> Run<'a> {
         let step = node.id.as_str();
         match w {
             WaitStep::For(span) => {
-                let (at, provisional) = self.deadline(span)?;
-                let timer = self.arm(at);
+                let (timer, at, provisional) = self.arm_deadline(token, span)?;
                 self.set_wait(token, Wait::Timer { timer, at });
                 self.log(
                     "step_waiting",
@@ -1371,7 +1536,7 @@ impl<'a> Run<'a> {
                     return Ok(self.done(token, Some(s.data), Flow::Next));
                 }
                 let timer = match timeout {
-                    Some(span) => Some(self.arm(self.deadline(span)?.0)),
+                    Some(span) => Some(self.arm_deadline(token, span)?.0),
                     None => None,
                 };
                 if let Some(k) = &key {
@@ -1399,6 +1564,14 @@ impl<'a> Run<'a> {
     }
 
     fn deadline(&self, span: &clearflow_time::Span) -> Result<(DateTime<Utc>, bool), String> {
+        self.deadline_from(self.env.now, span)
+    }
+
+    fn deadline_from(
+        &self,
+        from: DateTime<Utc>,
+        span: &clearflow_time::Span,
+    ) -> Result<(DateTime<Utc>, bool), String> {
         let cal = self
             .wf
             .calendar
@@ -1413,7 +1586,7 @@ impl<'a> Run<'a> {
                 self.wf.calendar.as_deref().unwrap_or_default()
             ));
         }
-        clearflow_time::add(self.env.now, span, self.wf.timezone, cal)
+        clearflow_time::add(from, span, self.wf.timezone, cal)
             .map(|d| (d.at, d.provisional))
             .map_err(|e| e.to_string())
     }

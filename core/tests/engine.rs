@@ -1512,3 +1512,265 @@ steps:
         "input does not match the schema of `typed`: /case: 1 is not of type \"string\""
     );
 }
+
+/// The shipped calendars plus the 2027 test file, as after an administrator added it.
+static CALENDARS_2027: LazyLock<clearflow_time::Calendars> = LazyLock::new(|| {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = std::env::temp_dir().join(format!("clearflow-core-calendars-{}", std::process::id()));
+    let region = dir.join("cn-mainland");
+    std::fs::create_dir_all(&region).expect("temp calendar dir");
+    for from in [
+        root.join("workflows/calendars/cn-mainland"),
+        root.join("tests/fixtures/calendars/cn-mainland"),
+    ] {
+        for entry in std::fs::read_dir(&from).expect("calendar folder") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, region.join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let calendars = clearflow_time::load_dir(&dir).unwrap_or_else(|e| panic!("calendars: {e:?}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    calendars
+});
+
+const PROVISIONAL_WF: &str = r#"
+id: late
+calendar: cn-mainland
+steps:
+  - id: wait_long
+    wait: { for: 30wd }
+  - id: answer
+    wait: { event: answer, timeout: 30wd }
+  - end: done
+"#;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("rfc3339")
+        .with_timezone(&Utc)
+}
+
+/// Applies `event` at `now` with `calendars`, after a JSON round trip of the state.
+fn step(
+    wf: &Workflow,
+    inst: &mut Instance,
+    event: Event,
+    now: &str,
+    calendars: &clearflow_time::Calendars,
+) -> Transition {
+    let text = serde_json::to_string(&*inst).expect("state serialises");
+    *inst = serde_json::from_str(&text).expect("state deserialises");
+    engine::apply(
+        wf,
+        inst,
+        event,
+        &Env {
+            now: at(now),
+            calendars,
+        },
+    )
+}
+
+fn kinds(t: &Transition) -> Vec<String> {
+    t.history
+        .iter()
+        .map(|h| format!("{} {}", h.kind, h.step.as_deref().unwrap_or("-")))
+        .collect()
+}
+
+#[test]
+fn a_deadline_past_the_calendar_is_provisional_and_recomputed_when_it_is_extended() {
+    let wf = compile(PROVISIONAL_WF);
+    // Monday 2026-12-07 09:00 in Shanghai. Thirty working days end in January 2027, a
+    // year the shipped calendars do not cover: weekends only, New Year's Day (Friday
+    // 2027-01-01) counts as a working day, so the provisional end is Monday 18 January.
+    let start = "2026-12-07T01:00:00Z";
+    let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, at(start)).unwrap();
+    let t = step(&wf, &mut inst, Event::Start, start, &CALENDARS);
+    assert_eq!(
+        kinds(&t),
+        [
+            "instance_started -",
+            "deadline_provisional wait_long",
+            "step_waiting wait_long"
+        ]
+    );
+    let provisional_at = at("2027-01-18T15:59:59.999999999Z");
+    assert_eq!(
+        t.effects,
+        [Effect::ArmTimer {
+            timer: 2,
+            at: provisional_at
+        }]
+    );
+    assert_eq!(t.history[2].detail["provisional"], json!(true));
+    assert_eq!(inst.provisional.timers.len(), 1);
+    let p = &inst.provisional.timers[&2];
+    assert_eq!(
+        (p.token, p.step.as_str(), p.span.as_str(), p.from, p.at),
+        (1, "wait_long", "30wd", at(start), provisional_at)
+    );
+
+    // Reloading with the same calendars changes nothing and keeps the timer provisional.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Recalendar,
+        "2026-12-20T01:00:00Z",
+        &CALENDARS,
+    );
+    assert!(t.effects.is_empty(), "{:?}", t.effects);
+    assert_eq!(kinds(&t), ["deadline_recomputed wait_long"]);
+    assert_eq!(t.history[0].detail["provisional"], json!(true));
+    assert_eq!(inst.provisional.timers.keys().collect::<Vec<_>>(), [&2]);
+
+    // The 2027 file arrives: New Year's Day is a holiday, so the wait ends one working
+    // day later, counted from the original start, not from the reload.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Recalendar,
+        "2026-12-21T01:00:00Z",
+        &CALENDARS_2027,
+    );
+    let recomputed = at("2027-01-19T15:59:59.999999999Z");
+    assert_eq!(
+        t.effects,
+        [
+            Effect::CancelTimer { timer: 2 },
+            Effect::ArmTimer {
+                timer: 3,
+                at: recomputed
+            }
+        ]
+    );
+    assert_eq!(kinds(&t), ["deadline_recomputed wait_long"]);
+    assert_eq!(
+        t.history[0].detail,
+        json!({"span": "30wd", "was": provisional_at, "until": recomputed, "provisional": false})
+    );
+    assert!(inst.provisional.timers.is_empty(), "no longer provisional");
+    assert_eq!(
+        inst.tokens[&1].wait,
+        engine::Wait::Timer {
+            timer: 3,
+            at: recomputed
+        }
+    );
+
+    // The old timer is stale; the new one moves the instance on. The next step's
+    // timeout (30wd from 2027-01-19) runs into 2027-03, which is covered now.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Timer { timer: 2 },
+        "2027-01-18T16:00:00Z",
+        &CALENDARS_2027,
+    );
+    assert_eq!(kinds(&t), ["event_ignored -"]);
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Timer { timer: 3 },
+        "2027-01-19T16:00:00Z",
+        &CALENDARS_2027,
+    );
+    assert_eq!(
+        kinds(&t),
+        ["step_completed wait_long", "step_waiting answer"]
+    );
+    assert!(inst.provisional.timers.is_empty());
+    // A further reload finds nothing to do.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Recalendar,
+        "2027-01-20T01:00:00Z",
+        &CALENDARS_2027,
+    );
+    assert_eq!((t.effects.len(), t.history.len()), (0, 0));
+}
+
+#[test]
+fn provisional_timeouts_are_recomputed_and_reported_once_per_step() {
+    let wf = compile(
+        r#"
+id: late-loop
+calendar: cn-mainland
+steps:
+  - id: init
+    set: { count: 0 }
+  - id: answer
+    wait: { event: answer, timeout: 30wd }
+  - id: count
+    set: { count: "${ vars.count + 1 }" }
+  - id: again
+    if: vars.count < 2
+    goto: answer
+  - end: done
+"#,
+    );
+    let start = "2026-12-07T01:00:00Z";
+    let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, at(start)).unwrap();
+    let t = step(&wf, &mut inst, Event::Start, start, &CALENDARS);
+    let k = kinds(&t);
+    assert_eq!(
+        k.iter()
+            .filter(|k| *k == "deadline_provisional answer")
+            .count(),
+        1,
+        "{k:?}"
+    );
+    assert_eq!(k.last().map(String::as_str), Some("step_waiting answer"));
+    // The answer comes, the step loops and waits again: still provisional, not reported again.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Signal {
+            name: "answer".into(),
+            key: None,
+            data: json!({"ok": true}),
+        },
+        "2026-12-08T01:00:00Z",
+        &CALENDARS,
+    );
+    assert!(
+        !kinds(&t)
+            .iter()
+            .any(|k| k.starts_with("deadline_provisional"))
+    );
+    assert!(kinds(&t).contains(&"step_waiting answer".to_owned()));
+    // Only the current wait's timeout is provisional: the first one was cancelled.
+    let timers: Vec<u32> = inst.provisional.timers.keys().copied().collect();
+    let engine::Wait::Event {
+        timer: Some(current),
+        ..
+    } = inst.tokens.values().next().expect("a token").wait
+    else {
+        panic!("waits for the event")
+    };
+    assert_eq!(timers, [current]);
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Recalendar,
+        "2026-12-09T01:00:00Z",
+        &CALENDARS_2027,
+    );
+    // 30 working days from 2026-12-08 09:00 cross New Year's Day: one day later.
+    assert_eq!(
+        t.effects,
+        [
+            Effect::CancelTimer { timer: current },
+            Effect::ArmTimer {
+                timer: current + 1,
+                at: at("2027-01-20T15:59:59.999999999Z")
+            }
+        ]
+    );
+    assert!(inst.provisional.timers.is_empty());
+    assert!(matches!(
+        inst.tokens.values().next().expect("token").wait,
+        engine::Wait::Event { timer: Some(t), .. } if t == current + 1
+    ));
+}

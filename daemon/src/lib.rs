@@ -26,6 +26,7 @@ pub mod digest;
 pub mod directory;
 pub mod mailer;
 pub mod plugins;
+pub mod provisional;
 pub mod registry;
 pub mod scheduler;
 pub mod server;

@@ -5,6 +5,10 @@
 //! the configured transport, and records the outcome: sent, retry later with
 //! exponential backoff and jitter, or a dead letter with the server's reply. A crash
 //! between delivery and recording re-sends the message with the same `Message-ID`.
+//!
+//! Logs name a message by its outbox id, with the failure's class and SMTP code; never an
+//! address, and never the server's reply text (it may quote an address): that is kept in
+//! the outbox row, for `clearflow mail list` and the dead-letter view.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -261,7 +265,13 @@ impl Mailer {
         use std::sync::atomic::Ordering::Relaxed;
         if let Some(reason) = unsendable(m) {
             self.counters.dead.fetch_add(1, Relaxed);
-            tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "dead letter: {reason}");
+            // The reason may quote template data; it is kept in the outbox row only.
+            let class = if m.subject.starts_with("[not rendered]") {
+                "not_rendered"
+            } else {
+                "no_recipient"
+            };
+            tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class, "mail is a dead letter");
             return MailOutcome::Dead(reason);
         }
         let mail = clearflow_mail::Mail {
@@ -285,7 +295,7 @@ impl Mailer {
             Err(e) if e.is_temporary() && attempts + 1 < i64::from(self.cfg.max_attempts) => {
                 self.counters.retried.fetch_add(1, Relaxed);
                 let at = self.clock.now() + self.backoff(&m.id, attempts);
-                tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, reply = %e.reply, retry_at = %at, "mail delivery failed; will retry");
+                tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class = %e.kind, code = ?e.code(), attempt = attempts + 1, retry_at = %at, "mail delivery failed; will retry");
                 MailOutcome::Retry(ms(at), e.reply)
             }
             Err(e) => {
@@ -293,9 +303,9 @@ impl Mailer {
                 let why = if e.is_temporary() {
                     format!("gave up after {} attempts: {}", attempts + 1, e.reply)
                 } else {
-                    e.reply
+                    e.reply.clone()
                 };
-                tracing::error!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, reply = %why, "mail is a dead letter");
+                tracing::error!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class = %e.kind, code = ?e.code(), attempt = attempts + 1, "mail is a dead letter");
                 MailOutcome::Dead(why)
             }
         }

@@ -195,6 +195,7 @@ fn reload_plugins(
 
 async fn reload(registry: &Registry, cfg: &Config, worker: &Worker) {
     let plugins = worker.plugins.read().expect("lock").names();
+    let calendars_before = registry.calendars();
     let problems = registry
         .reload(
             &sources(cfg),
@@ -205,6 +206,9 @@ async fn reload(registry: &Registry, cfg: &Config, worker: &Worker) {
         .await;
     for p in &problems {
         tracing::error!("{p}");
+    }
+    if *registry.calendars() != *calendars_before {
+        crate::provisional::calendars_changed(worker).await;
     }
     let catalog = registry.catalog();
     tracing::info!(

@@ -337,6 +337,9 @@ impl Worker {
             while let Some((t, actor)) = queue.pop_front() {
                 steps += u64::from(t.steps);
                 for h in t.history {
+                    if h.kind == "deadline_provisional" {
+                        crate::provisional::warn(&c.id, &h);
+                    }
                     adv.history.push(NewHistory {
                         kind: h.kind,
                         step: h.step,

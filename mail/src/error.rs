@@ -57,6 +57,19 @@ impl SendError {
     pub fn is_temporary(&self) -> bool {
         self.kind == FailureKind::Temporary
     }
+
+    /// The SMTP reply code (`550`, `451`, …) when the server answered with one; `None` for
+    /// IO, TLS, timeout and message errors. Unlike [`SendError::reply`], which may quote
+    /// an address, the code is safe to log.
+    pub fn code(&self) -> Option<u16> {
+        let digits = self.reply.get(..3)?;
+        let code: u16 = digits.parse().ok()?;
+        let boundary = self.reply[3..]
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_ascii_digit());
+        ((200..600).contains(&code) && boundary).then_some(code)
+    }
 }
 
 impl fmt::Display for SendError {
@@ -66,3 +79,24 @@ impl fmt::Display for SendError {
 }
 
 impl std::error::Error for SendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_codes() {
+        let code = |r: &str| SendError::permanent(r).code();
+        assert_eq!(code("550 5.1.1 mailbox unavailable"), Some(550));
+        assert_eq!(code("451 4.3.0 try again"), Some(451));
+        assert_eq!(code("421"), Some(421));
+        assert_eq!(
+            code("connection error: Connection refused (os error 111)"),
+            None
+        );
+        assert_eq!(code("smtp send timed out after 30 s"), None);
+        assert_eq!(code("5501 not a code"), None);
+        assert_eq!(code("999 out of range"), None);
+        assert_eq!(code("55"), None);
+    }
+}

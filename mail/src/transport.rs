@@ -58,12 +58,12 @@ impl Transport {
             Kind::Smtp(smtp) => smtp.send(&built).await,
             Kind::Maildir(maildir) => maildir.deliver(&built).await,
         };
+        // Neither addresses nor the server's reply text are logged: the reply may quote a
+        // recipient. The caller keeps the reply in its own record.
         match &result {
-            Ok(d) => {
-                tracing::debug!(mail = %mail.id, message_id = %mail.message_id, reply = %d.reply, "mail delivered")
-            }
+            Ok(_) => tracing::debug!(mail = %mail.id, "mail delivered"),
             Err(e) => {
-                tracing::warn!(mail = %mail.id, message_id = %mail.message_id, kind = %e.kind, reply = %e.reply, "mail not delivered")
+                tracing::debug!(mail = %mail.id, class = %e.kind, code = ?e.code(), "mail not delivered")
             }
         }
         result

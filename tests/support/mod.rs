@@ -17,6 +17,39 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
+/// A real SMTP server (`scripts/smtp_server.py`, aiosmtpd) on loopback: the mail crate's
+/// test harness, shared.
+#[path = "../../mail/tests/support/smtp.rs"]
+pub mod smtp;
+
+/// The `[mail]` and `[directory]` configuration for a daemon sending through `server`:
+/// STARTTLS with the server's test CA trusted and AUTH as `clearflow` when the server
+/// requires them (its password in a file), the repository's templates, the `users` file.
+pub fn smtp_config(server: &smtp::SmtpServer, users: &Path, mail_extra: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut t = format!(
+        "[mail]\nfrom = \"纪检监察信访室 <noreply@clearflow.test>\"\ndomain = \"clearflow.test\"\n\
+         templates = \"{templates}\"\n{mail_extra}\n\
+         [mail.transport]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\ntimeout = 10\n",
+        templates = root.join("workflows/templates").display(),
+        port = server.port(),
+    );
+    match server.ca_file() {
+        Some(ca) => t += &format!("security = \"starttls\"\nca_file = \"{}\"\n", ca.display()),
+        None => t += "security = \"plain\"\n",
+    }
+    if let Some((user, pass)) = server.auth() {
+        let file = server.scratch_dir().join("smtp-password");
+        fs::write(&file, format!("{pass}\n")).expect("writing the smtp password file");
+        t += &format!(
+            "username = \"{user}\"\npassword_file = \"{}\"\n",
+            file.display()
+        );
+    }
+    t += &format!("\n[directory]\nusers = \"{}\"\n", users.display());
+    t
+}
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_clearflow");
 

@@ -351,6 +351,7 @@ async fn show_instance(
         "result": state.get("status"),
         "links": state.get("links"),
         "waiting": state.get("tokens"),
+        "provisional": state.pointer("/provisional/timers").cloned().unwrap_or_else(|| json!({})),
         "pending": pending,
         "children": children,
         "history": history,

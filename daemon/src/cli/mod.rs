@@ -499,6 +499,18 @@ async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<
                         );
                     }
                 }
+                if let Some(p) = v["provisional"].as_object().filter(|p| !p.is_empty()) {
+                    s += "provisional deadlines (past the calendar's last year; weekends only):\n";
+                    for t in p.values() {
+                        s += &format!(
+                            "  {}  {} from {} until {}\n",
+                            t["step"].as_str().unwrap_or_default(),
+                            t["span"].as_str().unwrap_or_default(),
+                            t["from"].as_str().unwrap_or_default(),
+                            t["at"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
                 s += "history:\n";
                 for h in v["history"].as_array().into_iter().flatten() {
                     s += &format!(

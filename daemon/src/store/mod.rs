@@ -17,6 +17,7 @@ use crate::config::{Durability, StoreConfig};
 mod lists;
 pub use lists::ListedInstance;
 pub mod schedules;
+mod provisional;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

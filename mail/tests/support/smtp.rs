@@ -31,6 +31,19 @@ pub struct ServerOptions {
     pub tempfail: Option<String>,
     /// A fixed port (e.g. to restart a stopped server where clients expect it); 0 = free port.
     pub port: u16,
+    /// Server processes sharing the port (SO_REUSEPORT), for benchmarks; 0 or 1 = one.
+    pub processes: usize,
+}
+
+impl ServerOptions {
+    /// STARTTLS required (with a CA-signed test certificate) and AUTH with `user`/`pass`.
+    pub fn starttls_auth(user: &str, pass: &str) -> ServerOptions {
+        ServerOptions {
+            starttls: true,
+            auth: Some((user.to_owned(), pass.to_owned())),
+            ..ServerOptions::default()
+        }
+    }
 }
 
 /// Files of the throwaway CA and server certificate made by `scripts/gen-test-certs.sh`.
@@ -50,6 +63,9 @@ pub struct SmtpServer {
     port: u16,
     maildir: PathBuf,
     certs: Option<Certs>,
+    opts: ServerOptions,
+    /// Maildirs of earlier runs (see [`SmtpServer::restart_with`]).
+    earlier: Vec<PathBuf>,
     // Last: removed after the process is gone.
     dir: tempfile::TempDir,
 }
@@ -63,66 +79,47 @@ impl SmtpServer {
             .expect("create temp dir for smtp server");
         let maildir = dir.path().join("maildir");
         let certs = (opts.starttls || opts.tls).then(|| generate_certs(&dir.path().join("certs")));
-
-        let mut cmd = Command::new(python());
-        cmd.arg(server_script())
-            .args(["--host", "127.0.0.1", "--port", &opts.port.to_string()])
-            .arg("--maildir")
-            .arg(&maildir);
-        if let Some(certs) = &certs {
-            cmd.arg(if opts.tls { "--tls" } else { "--starttls" })
-                .arg("--cert")
-                .arg(&certs.cert)
-                .arg("--key")
-                .arg(&certs.key);
-        }
-        if let Some((user, pass)) = &opts.auth {
-            cmd.args(["--auth", &format!("{user}:{pass}")]);
-        }
-        if let Some(re) = &opts.reject {
-            cmd.args(["--reject", re]);
-        }
-        if let Some(re) = &opts.tempfail {
-            cmd.args(["--tempfail", re]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
-
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok);
-            let _ = tx.send(first);
-            // Keep draining so the server never blocks on a full pipe.
-            for _ in lines {}
-        });
-        let port = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Some(line)) if line.starts_with("READY ") => line[6..]
-                .trim()
-                .parse::<u16>()
-                .unwrap_or_else(|e| panic!("bad READY line {line:?}: {e}")),
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                let mut err = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    let _ = stderr.read_to_string(&mut err);
-                }
-                panic!("smtp_server.py did not become ready ({other:?}); stderr:\n{err}");
-            }
-        };
+        let (child, port) = spawn(&opts, &maildir, certs.as_ref());
         SmtpServer {
             child: Some(child),
             port,
             maildir,
             certs,
+            opts,
+            earlier: Vec::new(),
             dir,
         }
+    }
+
+    /// Stops the server if it runs and starts it again on the same port with the same
+    /// certificates, after `change` adjusted the options (e.g. no `reject` any more).
+    /// The new run stores into a fresh maildir; [`SmtpServer::messages`] reads them all.
+    pub fn restart_with(&mut self, change: impl FnOnce(&mut ServerOptions)) {
+        self.stop();
+        change(&mut self.opts);
+        self.opts.port = self.port;
+        let run = self.earlier.len() + 2;
+        let maildir = self.dir.path().join(format!("maildir-{run}"));
+        self.earlier
+            .push(std::mem::replace(&mut self.maildir, maildir));
+        // The port was just released; a client's retry may briefly hold it in TIME_WAIT,
+        // which SO_REUSEADDR (set by asyncio) allows.
+        let (child, port) = spawn(&self.opts, &self.maildir, self.certs.as_ref());
+        assert_eq!(port, self.port, "restarted on another port");
+        self.child = Some(child);
+    }
+
+    /// The user and password AUTH requires, if it does.
+    pub fn auth(&self) -> Option<(&str, &str)> {
+        self.opts
+            .auth
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// Whether the server process is running.
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The port it listens on, at 127.0.0.1.
@@ -145,9 +142,14 @@ impl SmtpServer {
         self.dir.path()
     }
 
-    /// Every stored message (with its `X-Envelope-*` headers), oldest file name first.
+    /// Every stored message (with its `X-Envelope-*` headers), oldest file name first
+    /// within each run, earlier runs first.
     pub fn messages(&self) -> Vec<Vec<u8>> {
-        read_maildir(&self.maildir)
+        let mut all = Vec::new();
+        for dir in self.earlier.iter().chain([&self.maildir]) {
+            all.extend(read_maildir(dir));
+        }
+        all
     }
 
     /// Waits until at least `n` messages are stored, then returns them all.
@@ -184,6 +186,66 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Runs `smtp_server.py` and waits for its `READY <port>` line.
+fn spawn(opts: &ServerOptions, maildir: &Path, certs: Option<&Certs>) -> (Child, u16) {
+    let mut cmd = Command::new(python());
+    cmd.arg(server_script())
+        .args(["--host", "127.0.0.1", "--port", &opts.port.to_string()])
+        .arg("--maildir")
+        .arg(maildir);
+    if let Some(certs) = certs {
+        cmd.arg(if opts.tls { "--tls" } else { "--starttls" })
+            .arg("--cert")
+            .arg(&certs.cert)
+            .arg("--key")
+            .arg(&certs.key);
+    }
+    if let Some((user, pass)) = &opts.auth {
+        cmd.args(["--auth", &format!("{user}:{pass}")]);
+    }
+    if let Some(re) = &opts.reject {
+        cmd.args(["--reject", re]);
+    }
+    if let Some(re) = &opts.tempfail {
+        cmd.args(["--tempfail", re]);
+    }
+    if opts.processes > 1 {
+        cmd.args(["--processes", &opts.processes.to_string()]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next().and_then(Result::ok);
+        let _ = tx.send(first);
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let port = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(line)) if line.starts_with("READY ") => line[6..]
+            .trim()
+            .parse::<u16>()
+            .unwrap_or_else(|e| panic!("bad READY line {line:?}: {e}")),
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut err);
+            }
+            panic!("smtp_server.py did not become ready ({other:?}); stderr:\n{err}");
+        }
+    };
+    (child, port)
 }
 
 /// Every message file in a maildir's `new/` and `cur/`, sorted by file name.

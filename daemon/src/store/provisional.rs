@@ -1,0 +1,28 @@
+//! Finding the instances that hold provisional deadlines, to recompute them when the
+//! calendars change.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// Running instances whose state holds a provisional timer (a deadline computed past
+    /// the last year its calendar covers), oldest first.
+    ///
+    /// Found by their state's JSON (`"provisional":{"timers":…}`, which the engine writes
+    /// only while such a timer exists) rather than by a column the hot commit path would
+    /// have to maintain: this runs once per calendar change, about once a year. A false
+    /// match (instance data that happens to hold the same text) only costs a
+    /// `Recalendar` event that finds nothing to do.
+    pub async fn provisional_instances(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM instances WHERE status = 'running' AND state LIKE $1 ORDER BY created_at, id",
+        )
+        .bind("%\"provisional\":{\"timers\":%")
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(StoreError::from))
+            .collect()
+    }
+}
