@@ -126,15 +126,24 @@ impl Smtp {
     }
 
     async fn send_on_a_connection(&self, built: &Built) -> Result<Delivered, SendError> {
-        let mut conn = match self.take_idle().await {
-            Some(conn) => conn,
-            None => self.connect().await?,
+        let (mut conn, pooled) = match self.take_idle().await {
+            Some(conn) => (conn, true),
+            None => (self.connect().await?, false),
         };
         // On an error lettre has already aborted the connection; it is dropped here.
-        let response = conn
-            .send(&built.envelope, &built.bytes)
-            .await
-            .map_err(|e| classify(&e))?;
+        let response = match conn.send(&built.envelope, &built.bytes).await {
+            Ok(response) => response,
+            // A pooled connection the server closed since its last use (a restart, an idle
+            // cut-off shorter than ours) fails without a reply: that says nothing about this
+            // message, so it goes once more over a fresh connection before counting as a try.
+            Err(e) if pooled && e.status().is_none() && !e.is_client() => {
+                conn = self.connect().await?;
+                conn.send(&built.envelope, &built.bytes)
+                    .await
+                    .map_err(|e| classify(&e))?
+            }
+            Err(e) => return Err(classify(&e)),
+        };
         self.put_back(conn);
         let text: Vec<&str> = response.message().collect();
         Ok(Delivered {

@@ -369,6 +369,22 @@ async fn server_restarted_on_the_same_port_is_used_again() {
     assert_eq!(second.wait_for_messages(1, Duration::from_secs(5)).len(), 1);
 }
 
+/// A pooled connection the server dropped while idle (here: a restart) costs no attempt:
+/// the send goes over a fresh connection at once.
+#[tokio::test]
+async fn connection_dropped_while_pooled_is_replaced_within_the_same_send() {
+    let mut server = SmtpServer::start(ServerOptions::default());
+    let transport = transport(plain_config(&server));
+    transport.send(&mail("before")).await.expect("delivered");
+    server.restart_with(|_| {});
+    transport
+        .send(&mail("after"))
+        .await
+        .expect("the stale pooled connection is replaced, not reported");
+    // Both runs' maildirs are read: one message each, none twice.
+    assert_eq!(server.wait_for_messages(2, Duration::from_secs(5)).len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_transport_delivers_200_messages() {
     let server = SmtpServer::start(ServerOptions::default());

@@ -16,8 +16,8 @@ use crate::config::{Durability, StoreConfig};
 
 mod lists;
 pub use lists::ListedInstance;
-pub mod schedules;
 mod provisional;
+pub mod schedules;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
