@@ -428,7 +428,14 @@ fn timers_that_fell_due_during_downtime_fire_once_in_order_postgres() {
 #[test]
 fn health_readiness_and_problem_json_for_404() {
     let mut d = Daemon::start(Backend::Sqlite, &fixtures());
-    let get = |path: &str| reqwest::blocking::get(format!("{}{path}", d.url())).expect("GET");
+    let http = reqwest::blocking::Client::new();
+    let token = d.token.clone().expect("token");
+    let get = |path: &str| {
+        http.get(format!("{}{path}", d.url()))
+            .bearer_auth(&token)
+            .send()
+            .expect("GET")
+    };
     let r = get("/healthz");
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(get("/readyz").status().as_u16(), 200);
