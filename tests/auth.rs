@@ -54,22 +54,72 @@ fn endpoints() -> Vec<Endpoint> {
         e("GET", "/v1/workflows/timers/graph", None, ALL),
         e("GET", "/v1/workflows/nope", None, ALL),
         // Validation parses a text and touches nothing: any authenticated user.
-        e("POST", "/v1/workflows/validate", Some(json!("id: x\nsteps: []\n")), ALL),
+        e(
+            "POST",
+            "/v1/workflows/validate",
+            Some(json!("id: x\nsteps: []\n")),
+            ALL,
+        ),
         // `clerk` may start `timers` only; `admin` (operator) any workflow.
-        e("POST", "/v1/instances", Some(json!({"workflow": "timers"})), &["admin", "clerk"]),
-        e("POST", "/v1/instances", Some(json!({"workflow": "cs-parent", "input": {"who": "m"}})), &["admin"]),
-        e("POST", "/v1/instances", Some(json!({"workflow": "no-such-workflow"})), &["admin"]),
+        e(
+            "POST",
+            "/v1/instances",
+            Some(json!({"workflow": "timers"})),
+            &["admin", "clerk"],
+        ),
+        e(
+            "POST",
+            "/v1/instances",
+            Some(json!({"workflow": "cs-parent", "input": {"who": "m"}})),
+            &["admin"],
+        ),
+        e(
+            "POST",
+            "/v1/instances",
+            Some(json!({"workflow": "no-such-workflow"})),
+            &["admin"],
+        ),
         e("GET", "/v1/instances", None, READERS),
         e("GET", "/v1/instances?status=running&limit=5", None, READERS),
         e("GET", "/v1/instances/{id}", None, READERS),
-        e("GET", "/v1/instances/00000000-0000-0000-0000-000000000000", None, READERS),
-        e("POST", "/v1/instances/{id}/signal", Some(json!({"name": "poke"})), ADMINS),
-        e("POST", "/v1/instances/00000000-0000-0000-0000-000000000000/cancel", Some(json!({})), ADMINS),
-        e("POST", "/v1/events", Some(json!({"name": "poke", "key": "k"})), ADMINS),
+        e(
+            "GET",
+            "/v1/instances/00000000-0000-0000-0000-000000000000",
+            None,
+            READERS,
+        ),
+        e(
+            "POST",
+            "/v1/instances/{id}/signal",
+            Some(json!({"name": "poke"})),
+            ADMINS,
+        ),
+        e(
+            "POST",
+            "/v1/instances/00000000-0000-0000-0000-000000000000/cancel",
+            Some(json!({})),
+            ADMINS,
+        ),
+        e(
+            "POST",
+            "/v1/events",
+            Some(json!({"name": "poke", "key": "k"})),
+            ADMINS,
+        ),
         e("GET", "/v1/mail", None, ADMINS),
-        e("POST", "/v1/mail/00000000-0000-0000-0000-000000000000/retry", Some(json!({})), ADMINS),
+        e(
+            "POST",
+            "/v1/mail/00000000-0000-0000-0000-000000000000/retry",
+            Some(json!({})),
+            ADMINS,
+        ),
         e("GET", "/v1/admin/clock", None, ADMINS),
-        e("POST", "/v1/admin/clock", Some(json!({"advance_ms": 0})), ADMINS),
+        e(
+            "POST",
+            "/v1/admin/clock",
+            Some(json!({"advance_ms": 0})),
+            ADMINS,
+        ),
         e("GET", "/metrics", None, ADMINS),
         e("GET", "/v1/audit", None, ADMINS),
     ]
@@ -92,7 +142,13 @@ fn options() -> Options {
     }
 }
 
-fn call(d: &Daemon, token: Option<&str>, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+fn call(
+    d: &Daemon,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let r = match (method, body) {
         ("GET", _) => d.try_get_as(token, path),
         ("POST", Some(Value::String(text))) => {
@@ -106,7 +162,10 @@ fn call(d: &Daemon, token: Option<&str>, method: &str, path: &str, body: Option<
             let r = req.send().expect("POST");
             let status = r.status().as_u16();
             let text = r.text().unwrap_or_default();
-            return (status, serde_json::from_str(&text).unwrap_or(Value::String(text)));
+            return (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            );
         }
         ("POST", b) => d.try_post_as(token, path, b.unwrap_or(&json!({}))),
         _ => unreachable!("method {method}"),
@@ -119,8 +178,13 @@ fn assert_problem(status: u16, v: &Value, expected: u16, what: &str) {
     assert_eq!(status, expected, "{what}: {v}");
     assert_eq!(v["status"], expected, "{what}: {v}");
     let detail = v["detail"].as_str().unwrap_or_default();
-    for leak in ["sqlx", "database", "SELECT", "token_id", "secret", "hash", "panicked"] {
-        assert!(!detail.contains(leak), "{what}: the problem leaks `{leak}`: {v}");
+    for leak in [
+        "sqlx", "database", "SELECT", "token_id", "secret", "hash", "panicked",
+    ] {
+        assert!(
+            !detail.contains(leak),
+            "{what}: the problem leaks `{leak}`: {v}"
+        );
     }
 }
 
@@ -148,7 +212,9 @@ fn permission_matrix(backend: Backend) {
         for token in [
             None,
             Some("not-a-token"),
-            Some("cf_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000"),
+            Some(
+                "cf_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
+            ),
         ] {
             let (status, v) = call(&d, token, ep.method, &path, ep.body.as_ref());
             assert_problem(status, &v, 401, &format!("{what} with {token:?}"));
@@ -173,7 +239,11 @@ fn permission_matrix(backend: Backend) {
     let items = log["items"].as_array().expect("items");
     let count = |kind: &str| items.iter().filter(|i| i["kind"] == kind).count();
     assert_eq!(count("token.created"), ALL.len(), "{log}");
-    assert_eq!(count("token.used"), ALL.len(), "once per token per day: {log}");
+    assert_eq!(
+        count("token.used"),
+        ALL.len(),
+        "once per token per day: {log}"
+    );
     assert!(count("auth.refused") >= 3 * endpoints().len(), "{log}");
     assert!(
         items.iter().any(|i| i["kind"] == "auth.forbidden"
@@ -184,7 +254,11 @@ fn permission_matrix(backend: Backend) {
     // History records who acted.
     let shown = d.instance(&running);
     assert!(
-        shown["history"].as_array().expect("history").iter().any(|h| h["actor"] == "admin"),
+        shown["history"]
+            .as_array()
+            .expect("history")
+            .iter()
+            .any(|h| h["actor"] == "admin"),
         "{shown}"
     );
     let out = d.admin_cli(&["audit", "verify"]);
@@ -214,17 +288,33 @@ fn text(out: &Output) -> String {
 fn tokens_lifecycle(backend: Backend) {
     let mut d = Daemon::start_with(backend, &fixtures(), options());
     // Created with a name, shown once on stdout.
-    let out = d.admin_cli(&["tokens", "create", "--user", "reader", "--name", "dashboard", "--expires", "1d"]);
+    let out = d.admin_cli(&[
+        "tokens",
+        "create",
+        "--user",
+        "reader",
+        "--name",
+        "dashboard",
+        "--expires",
+        "1d",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert!(token.starts_with("cf_") && token.len() == 84, "{token}");
     let id = token[3..19].to_owned();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("shown only this once"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("shown only this once"),
+        "{}",
+        text(&out)
+    );
     // Listed without the secret.
     let out = d.admin_cli(&["tokens", "list", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!listed.contains(&token[20..]), "the secret is listed: {listed}");
+    assert!(
+        !listed.contains(&token[20..]),
+        "the secret is listed: {listed}"
+    );
     let v: Value = serde_json::from_str(&listed).expect("json");
     let row = v["items"]
         .as_array()
@@ -240,7 +330,11 @@ fn tokens_lifecycle(backend: Backend) {
     // Unknown users get no token; nonsense durations are refused.
     let out = d.admin_cli(&["tokens", "create", "--user", "mallory"]);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no user `mallory`"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no user `mallory`"),
+        "{}",
+        text(&out)
+    );
     let out = d.admin_cli(&["tokens", "create", "--user", "reader", "--expires", "soon"]);
     assert!(!out.status.success(), "{}", text(&out));
 
@@ -250,7 +344,15 @@ fn tokens_lifecycle(backend: Backend) {
     // … from --token-file …
     let file = d.dir.path().join("reader.token");
     std::fs::write(&file, format!("{token}\n")).expect("token file");
-    let out = d.cli_as(None, &["instances", "list", "--token-file", file.to_str().expect("path")]);
+    let out = d.cli_as(
+        None,
+        &[
+            "instances",
+            "list",
+            "--token-file",
+            file.to_str().expect("path"),
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out));
     // … or from ~/.config/clearflow/token (HOME is the daemon's folder).
     let default = d.dir.path().join(".config/clearflow");
@@ -263,10 +365,17 @@ fn tokens_lifecycle(backend: Backend) {
     let out = d.cli_as(None, &["instances", "list"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(err.contains("401") && err.contains("CLEARFLOW_TOKEN"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("CLEARFLOW_TOKEN"),
+        "{err}"
+    );
     let out = d.cli_as(Some(&token), &["mail", "list"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{}",
+        text(&out)
+    );
     let used = d.admin_cli(&["tokens", "list", "--user", "reader", "--json"]);
     let v: Value = serde_json::from_slice(&used.stdout).expect("json");
     assert!(v["items"][0]["last_used_at"].is_i64(), "{v}");
@@ -302,9 +411,11 @@ fn tokens_lifecycle(backend: Backend) {
     let without: String = users.replace("id = \"ops\"", "id = \"ops-retired\"");
     std::fs::write(d.users_path(), without).expect("users");
     d.signal("HUP");
-    d.wait_until("the users file is reloaded", std::time::Duration::from_secs(30), |d| {
-        d.try_get_as(Some(&ops), "/v1/mail").expect("GET").0 == 401
-    });
+    d.wait_until(
+        "the users file is reloaded",
+        std::time::Duration::from_secs(30),
+        |d| d.try_get_as(Some(&ops), "/v1/mail").expect("GET").0 == 401,
+    );
 
     // Each refusal is audited with its reason, never the secret.
     let log = d.get("/v1/audit?limit=1000");
@@ -315,14 +426,27 @@ fn tokens_lifecycle(backend: Backend) {
         .filter(|i| i["kind"] == "auth.refused")
         .filter_map(|i| i["detail"]["reason"].as_str())
         .collect();
-    for r in ["expired token", "revoked token", "wrong token secret", "user not in the users file", "no bearer token"] {
+    for r in [
+        "expired token",
+        "revoked token",
+        "wrong token secret",
+        "user not in the users file",
+        "no bearer token",
+    ] {
         assert!(reasons.contains(&r), "{r} not in {reasons:?}");
     }
-    assert!(!log.to_string().contains(&token[20..]), "a secret in the audit log");
     assert!(
-        log["items"].as_array().expect("items").iter().any(|i| i["kind"] == "token.revoked"
-            && i["detail"]["token"] == clerk_id.as_str()
-            && i["actor"].as_str().is_some_and(|a| a.starts_with("host:"))),
+        !log.to_string().contains(&token[20..]),
+        "a secret in the audit log"
+    );
+    assert!(
+        log["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|i| i["kind"] == "token.revoked"
+                && i["detail"]["token"] == clerk_id.as_str()
+                && i["actor"].as_str().is_some_and(|a| a.starts_with("host:"))),
         "{log}"
     );
     d.terminate();
@@ -359,7 +483,9 @@ fn bodies_over_the_limit_are_refused_and_unknown_paths_need_a_token() {
     assert_eq!(d.try_get_as(None, "/readyz").expect("GET").0, 200);
     let r = reqwest::blocking::get(format!("{}/v1/workflows", d.url())).expect("GET");
     assert_eq!(
-        r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
         Some("Bearer")
     );
     d.terminate();
@@ -379,13 +505,21 @@ fn tamper(d: &Daemon, sql: &str) -> u64 {
                 let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
                     .await
                     .expect("sqlite");
-                let n = sqlx::query(sql).execute(&mut c).await.expect(sql).rows_affected();
+                let n = sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect(sql)
+                    .rows_affected();
                 c.close().await.expect("close");
                 n
             }
             Backend::Postgres => {
                 let mut c = sqlx::PgConnection::connect(&d.store_url).await.expect("pg");
-                let n = sqlx::query(sql).execute(&mut c).await.expect(sql).rows_affected();
+                let n = sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .expect(sql)
+                    .rows_affected();
                 c.close().await.expect("close");
                 n
             }
@@ -402,7 +536,10 @@ fn verify(d: &Daemon, args: &[&str]) -> (bool, String) {
         "{}",
         text(&out)
     );
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn audit_tampering(backend: Backend) {
@@ -419,62 +556,121 @@ fn audit_tampering(backend: Backend) {
     // Some security events: a refusal, a revocation.
     let _ = d.try_get_as(None, "/v1/instances");
     let t = d.create_token("clerk", "1d");
-    assert!(d.admin_cli(&["tokens", "revoke", &t[3..19]]).status.success());
+    assert!(
+        d.admin_cli(&["tokens", "revoke", &t[3..19]])
+            .status
+            .success()
+    );
 
     let (ok, out) = verify(&d, &[]);
     assert!(ok, "an honest store verifies:\n{out}");
-    assert!(out.contains("every chain intact") && out.contains("audit head:"), "{out}");
-    let rows = |id: &str| d.instance(id)["history"].as_array().expect("history").clone();
+    assert!(
+        out.contains("every chain intact") && out.contains("audit head:"),
+        "{out}"
+    );
+    let rows = |id: &str| {
+        d.instance(id)["history"]
+            .as_array()
+            .expect("history")
+            .clone()
+    };
     let history = rows(&ids[0]);
     assert!(history.len() >= 5, "{history:?}");
 
     // 1. A history row altered in place.
     let altered = history[1]["id"].as_i64().expect("id");
-    assert_eq!(tamper(&d, &format!("UPDATE history SET actor = 'someone-else' WHERE id = {altered}")), 1);
+    assert_eq!(
+        tamper(
+            &d,
+            &format!("UPDATE history SET actor = 'someone-else' WHERE id = {altered}")
+        ),
+        1
+    );
     // 2. A history row deleted in the middle of another instance.
     let second = rows(&ids[1]);
     let deleted = second[2]["id"].as_i64().expect("id");
-    assert_eq!(tamper(&d, &format!("DELETE FROM history WHERE id = {deleted}")), 1);
+    assert_eq!(
+        tamper(&d, &format!("DELETE FROM history WHERE id = {deleted}")),
+        1
+    );
     // 3. The last history row of a third instance deleted (only the head row knows).
     let third = rows(&ids[2]);
     let last = third.last().expect("rows")["id"].as_i64().expect("id");
-    assert_eq!(tamper(&d, &format!("DELETE FROM history WHERE id = {last}")), 1);
+    assert_eq!(
+        tamper(&d, &format!("DELETE FROM history WHERE id = {last}")),
+        1
+    );
     // 4. An audit row altered, 5. the audit log's latest row deleted.
-    assert_eq!(tamper(&d, "UPDATE audit SET actor = 'nobody' WHERE seq = 2"), 1);
-    assert_eq!(tamper(&d, "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)"), 1);
+    assert_eq!(
+        tamper(&d, "UPDATE audit SET actor = 'nobody' WHERE seq = 2"),
+        1
+    );
+    assert_eq!(
+        tamper(
+            &d,
+            "DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit)"
+        ),
+        1
+    );
 
     let (ok, out) = verify(&d, &[]);
     assert!(!ok, "tampering must fail verification:\n{out}");
-    let line = |needle: &[&str]| {
-        out.lines()
-            .any(|l| needle.iter().all(|n| l.contains(n)))
-    };
-    assert!(line(&[&format!("history row {altered} "), &ids[0], "position 2", "altered"]), "{out}");
-    assert!(line(&["history", &ids[1], "position 3", "missing"]), "{out}");
-    assert!(line(&["history", &ids[2], "at the end", "missing"]), "{out}");
+    let line = |needle: &[&str]| out.lines().any(|l| needle.iter().all(|n| l.contains(n)));
+    assert!(
+        line(&[
+            &format!("history row {altered} "),
+            &ids[0],
+            "position 2",
+            "altered"
+        ]),
+        "{out}"
+    );
+    assert!(
+        line(&["history", &ids[1], "position 3", "missing"]),
+        "{out}"
+    );
+    assert!(
+        line(&["history", &ids[2], "at the end", "missing"]),
+        "{out}"
+    );
     assert!(line(&["audit row 2 ", "altered"]), "{out}");
     assert!(line(&["audit", "at the end", "missing"]), "{out}");
-    assert!(out.contains("FAILED: 5 problem(s)"), "exactly the five, no noise:\n{out}");
+    assert!(
+        out.contains("FAILED: 5 problem(s)"),
+        "exactly the five, no noise:\n{out}"
+    );
 
     // One instance only.
     let (ok, out) = verify(&d, &["--instance", &ids[1]]);
     assert!(!ok);
-    assert!(out.contains(&ids[1]) && !out.contains(&ids[0]) && !out.contains("audit"), "{out}");
+    assert!(
+        out.contains(&ids[1]) && !out.contains(&ids[0]) && !out.contains("audit"),
+        "{out}"
+    );
     let (ok, out) = verify(&d, &["--instance", "00000000-0000-0000-0000-000000000000"]);
     assert!(ok, "{out}");
     // Altered and re-hashed: the next row's link names it.
     let hist = rows(&ids[0]);
     let first = hist[0]["id"].as_i64().expect("id");
-    tamper(&d, &format!("UPDATE history SET hash = 'f00d' WHERE id = {first}"));
+    tamper(
+        &d,
+        &format!("UPDATE history SET hash = 'f00d' WHERE id = {first}"),
+    );
     let (_, out) = verify(&d, &["--instance", &ids[0], "--json"]);
     let v: Value = serde_json::from_str(&out).expect("json");
     let breaches = v["breaches"].as_array().expect("breaches");
     assert!(
-        breaches.iter().any(|b| b["id"] == first && b["problem"].as_str().is_some_and(|p| p.starts_with("altered"))),
+        breaches.iter().any(|b| b["id"] == first
+            && b["problem"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("altered"))),
         "{v}"
     );
     assert!(
-        breaches.iter().any(|b| b["position"] == 2 && b["problem"].as_str().is_some_and(|p| p.contains(&format!("previous row (row {first})")))),
+        breaches.iter().any(|b| b["position"] == 2
+            && b["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains(&format!("previous row (row {first})")))),
         "{v}"
     );
     d.terminate();
