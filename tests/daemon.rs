@@ -350,8 +350,10 @@ fn clearflow_store_url_overrides_the_config_file() {
         "the daemon also opened the configured store"
     );
     d.terminate();
-    // Without the override the same daemon opens the configured store, which lacks it.
+    // Without the override the same daemon opens the configured store, which lacks it
+    // (and the harness's token, so a new one is made there).
     d.options.env.clear();
+    d.token = None;
     d.restart();
     assert_eq!(
         d.try_get(&format!("/v1/instances/{id}")).expect("answer").0,
@@ -428,7 +430,14 @@ fn timers_that_fell_due_during_downtime_fire_once_in_order_postgres() {
 #[test]
 fn health_readiness_and_problem_json_for_404() {
     let mut d = Daemon::start(Backend::Sqlite, &fixtures());
-    let get = |path: &str| reqwest::blocking::get(format!("{}{path}", d.url())).expect("GET");
+    let http = reqwest::blocking::Client::new();
+    let token = d.token.clone().expect("token");
+    let get = |path: &str| {
+        http.get(format!("{}{path}", d.url()))
+            .bearer_auth(&token)
+            .send()
+            .expect("GET")
+    };
     let r = get("/healthz");
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(get("/readyz").status().as_u16(), 200);

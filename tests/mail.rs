@@ -29,12 +29,14 @@ fn server(reject: Option<&str>) -> SmtpServer {
 
 /// A daemon on `backend` sending through `server`; `mail` adds lines to `[mail]`.
 fn daemon(backend: Backend, server: &SmtpServer, mail: &str) -> Daemon {
-    let extra = support::smtp_config(server, &fixtures().join("users.toml"), mail);
+    let extra = support::smtp_config(server, mail);
+    let users = std::fs::read_to_string(fixtures().join("users.toml")).expect("users fixture");
     Daemon::start_with(
         backend,
         &fixtures().join("workflows"),
         Options {
             extra,
+            users,
             ..Options::default()
         },
     )

@@ -41,6 +41,34 @@ pub struct Config {
     /// Declared plugins.
     #[serde(default)]
     pub plugins: Vec<PluginConfig>,
+    /// What each role may do through the API (`[roles.NAME]`).
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, RoleConfig>,
+}
+
+/// What one role permits (`[roles.NAME]`); a user's permissions are the union of their
+/// roles'. A role the users file names but this table does not grants nothing (it can
+/// still be a task's candidate group).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Workflows the role may start (`"*"`: every workflow).
+    #[serde(default)]
+    pub start: Vec<String>,
+    /// See and act on the tasks of one's roles.
+    #[serde(default)]
+    pub tasks: bool,
+    /// List and show instances with their history.
+    #[serde(default)]
+    pub read_instances: bool,
+    /// Decrypt reporters' identities (every read is audited).
+    #[serde(default)]
+    pub read_identity: bool,
+    /// Operate the daemon (signals, cancel, mail, schedules, clock, metrics, audit log).
+    /// It implies none of the others, and one role cannot grant both `admin` and
+    /// `read_identity`.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// The plugin host.

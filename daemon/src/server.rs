@@ -47,6 +47,10 @@ pub fn make_clock(cfg: &crate::config::ClockConfig) -> anyhow::Result<Clock> {
 /// the plugin declarations.
 pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let clock = make_clock(&cfg.clock)?;
+    let auth = Arc::new(
+        api::caller::Auth::new(cfg.roles.clone())
+            .map_err(|errors| anyhow::anyhow!("roles: {}", errors.join("; ")))?,
+    );
     let host = Arc::new(
         clearflow_plugin_host::Host::new(&cfg.plugin_host.cache_dir)
             .context("starting the plugin host")?,
@@ -115,6 +119,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
     let signals = {
         let (registry, cfg, worker) = (registry.clone(), cfg.clone(), worker.clone());
         let scheduler = scheduler.clone();
+        let auth = auth.clone();
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
             loop {
@@ -124,6 +129,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: reloading workflows, calendars, templates, users and plugins");
                         reload_plugins(&host, config_file.as_deref(), &base, &worker);
+                        reload_roles(config_file.as_deref(), &auth);
                         reload(&registry, &cfg, &worker).await;
                         worker.wake.notify_one();
                         scheduler.wake.notify_one();
@@ -139,6 +145,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         mailer: mailer.clone(),
         body_limit: cfg.server.body_limit,
         scheduler,
+        auth,
     });
     let mut stop_http = stop_rx.clone();
     axum::serve(listener, app)
@@ -190,6 +197,21 @@ fn reload_plugins(
             }
             tracing::error!("keeping the previously loaded plugins");
         }
+    }
+}
+
+/// Takes the `[roles]` the configuration file now has; on any problem the current ones stay.
+fn reload_roles(file: Option<&std::path::Path>, auth: &api::caller::Auth) {
+    let roles = match Config::load(file) {
+        Ok(c) => c.roles,
+        Err(e) => {
+            tracing::error!("{e}; keeping the current roles");
+            return;
+        }
+    };
+    match auth.set_roles(roles) {
+        Ok(()) => tracing::info!("roles reloaded"),
+        Err(errors) => tracing::error!("roles: {}; keeping the current roles", errors.join("; ")),
     }
 }
 

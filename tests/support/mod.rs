@@ -5,6 +5,12 @@
 //! workflows, spawns `clearflow serve` and waits for `/readyz`. The daemon's stderr goes
 //! to a file in that folder so a failing test can show it. Dropping a [`Daemon`] kills
 //! the process and drops its PostgreSQL database.
+//!
+//! Every daemon gets a users file with the user `admin` (roles `admin` and `operator`,
+//! which may do everything but read identities) plus [`Options::users`], and a
+//! `[roles]` table plus [`Options::roles`]. After the first start the harness creates a
+//! token for `admin` with `clearflow tokens create`; [`Daemon::get`], [`Daemon::post`]
+//! and [`Daemon::cli`] send it unless told otherwise ([`Daemon::try_get_as`], …).
 #![allow(dead_code)]
 
 use std::fs;
@@ -22,10 +28,10 @@ use serde_json::{Value, json};
 #[path = "../../mail/tests/support/smtp.rs"]
 pub mod smtp;
 
-/// The `[mail]` and `[directory]` configuration for a daemon sending through `server`:
-/// STARTTLS with the server's test CA trusted and AUTH as `clearflow` when the server
-/// requires them (its password in a file), the repository's templates, the `users` file.
-pub fn smtp_config(server: &smtp::SmtpServer, users: &Path, mail_extra: &str) -> String {
+/// The `[mail]` configuration for a daemon sending through `server`: STARTTLS with the
+/// server's test CA trusted and AUTH as `clearflow` when the server requires them (its
+/// password in a file), the repository's templates. (Users go in [`Options::users`].)
+pub fn smtp_config(server: &smtp::SmtpServer, mail_extra: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut t = format!(
         "[mail]\nfrom = \"纪检监察信访室 <noreply@clearflow.test>\"\ndomain = \"clearflow.test\"\n\
@@ -46,7 +52,6 @@ pub fn smtp_config(server: &smtp::SmtpServer, users: &Path, mail_extra: &str) ->
             file.display()
         );
     }
-    t += &format!("\n[directory]\nusers = \"{}\"\n", users.display());
     t
 }
 
@@ -176,7 +181,17 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra configuration appended to the file (e.g. `[[plugins]]` tables).
     pub extra: String,
+    /// Extra `[[users]]` entries for the users file (beside the harness's `admin`).
+    pub users: String,
+    /// Extra `[roles.NAME]` tables (beside the harness's `admin` and `operator`).
+    pub roles: String,
 }
+
+/// The users file every daemon starts with (before [`Options::users`]).
+pub const ADMIN_USER: &str = "[[users]]\nid = \"admin\"\nname = \"Harness Administrator\"\nemail = \"admin@example.org\"\nroles = [\"admin\", \"operator\"]\n";
+
+/// The roles every daemon starts with (before [`Options::roles`]).
+pub const HARNESS_ROLES: &str = "[roles.admin]\nadmin = true\n\n[roles.operator]\nstart = [\"*\"]\ntasks = true\nread_instances = true\n";
 
 /// A running `clearflow serve` (or one that was killed and can be restarted).
 pub struct Daemon {
@@ -194,6 +209,8 @@ pub struct Daemon {
     pub options: Options,
     child: Option<Child>,
     starts: u32,
+    /// The `admin` user's token, sent by default.
+    pub token: Option<String>,
     http: reqwest::blocking::Client,
     _pg: Option<PgDatabase>,
 }
@@ -233,6 +250,7 @@ impl Daemon {
             options,
             child: None,
             starts: 0,
+            token: None,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -261,6 +279,8 @@ impl Daemon {
             options: other.options.clone(),
             child: None,
             starts: 0,
+            // The same store holds the same tokens.
+            token: other.token.clone(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -286,10 +306,24 @@ impl Daemon {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The users file.
+    pub fn users_path(&self) -> PathBuf {
+        self.dir.path().join("users.toml")
+    }
+
     fn write_config(&self) {
+        fs::write(
+            self.users_path(),
+            format!("{ADMIN_USER}\n{}\n", self.options.users),
+        )
+        .expect("writing the users file");
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"{url}\"\n\n[workflows]\ndir = \"{wf}\"\n\n\
-             [engine]\npoll_ms = 50\n{engine}\n\n[log]\nlevel = \"info,sqlx=warn\"\n\n[clock]\nmode = \"manual\"\nstart = \"{start}\"\n{extra}\n",
+             [engine]\npoll_ms = 50\n{engine}\n\n[log]\nlevel = \"info,sqlx=warn\"\n\n[clock]\nmode = \"manual\"\nstart = \"{start}\"\n\n\
+             [directory]\nusers = \"{users}\"\n\n{roles}\n{extra_roles}\n{extra}\n",
+            users = self.users_path().display(),
+            roles = HARNESS_ROLES,
+            extra_roles = self.options.roles,
             port = self.port,
             url = self.store_url,
             wf = self.workflows_dir().display(),
@@ -346,6 +380,41 @@ impl Daemon {
                 .unwrap_or(false)
         });
         assert!(ready);
+        if self.token.is_none() {
+            self.token = Some(self.create_token("admin", "never"));
+        }
+    }
+
+    /// Runs `clearflow tokens create` on this daemon's configuration; returns the token.
+    pub fn create_token(&self, user: &str, expires: &str) -> String {
+        let out = self.admin_cli(&["tokens", "create", "--user", user, "--expires", expires]);
+        assert!(
+            out.status.success(),
+            "clearflow tokens create --user {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    /// Runs a host command (`tokens`, `audit`) with `--config` of this daemon.
+    pub fn admin_cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .env_remove("CLEARFLOW_TOKEN")
+            // The daemon's overrides apply to host commands too, as in a deployment.
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("running clearflow")
+    }
+
+    fn bearer(&self) -> &str {
+        self.token.as_deref().expect("the harness token")
     }
 
     /// Everything the daemon logged, over all its starts.
@@ -376,6 +445,7 @@ impl Daemon {
         let r = self
             .http
             .get(format!("{}/metrics", self.url()))
+            .bearer_auth(self.bearer())
             .send()
             .expect("GET /metrics");
         let text = r.text().expect("metrics body");
@@ -425,12 +495,24 @@ impl Daemon {
         }
     }
 
-    /// Runs `clearflow ARGS…` against this daemon (`CLEARFLOW_SERVER` set).
+    /// Runs `clearflow ARGS…` against this daemon (`CLEARFLOW_SERVER` and the admin
+    /// token in `CLEARFLOW_TOKEN` set).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        self.cli_as(self.token.as_deref(), args)
+    }
+
+    /// Runs `clearflow ARGS…` with `token` (none: no `CLEARFLOW_TOKEN`).
+    pub fn cli_as(&self, token: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env("CLEARFLOW_SERVER", self.url())
-            .current_dir(self.dir.path())
+            .env("HOME", self.dir.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CLEARFLOW_TOKEN");
+        if let Some(t) = token {
+            cmd.env("CLEARFLOW_TOKEN", t);
+        }
+        cmd.current_dir(self.dir.path())
             .output()
             .expect("running clearflow")
     }
@@ -447,20 +529,41 @@ impl Daemon {
         String::from_utf8(out.stdout).expect("utf-8")
     }
 
-    /// GET `path`: the status and the JSON (or string) body.
+    /// GET `path` with the admin token: the status and the JSON (or string) body.
     pub fn try_get(&self, path: &str) -> Result<(u16, Value), reqwest::Error> {
-        let r = self.http.get(format!("{}{path}", self.url())).send()?;
-        Ok(decode(r))
+        self.try_get_as(self.token.as_deref(), path)
     }
 
-    /// POST JSON to `path`: the status and the body.
+    /// POST JSON to `path` with the admin token: the status and the body.
     pub fn try_post(&self, path: &str, body: &Value) -> Result<(u16, Value), reqwest::Error> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url()))
-            .json(body)
-            .send()?;
-        Ok(decode(r))
+        self.try_post_as(self.token.as_deref(), path, body)
+    }
+
+    /// GET `path` with `token` (none: no `Authorization` header).
+    pub fn try_get_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let mut req = self.http.get(format!("{}{path}", self.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Ok(decode(req.send()?))
+    }
+
+    /// POST JSON to `path` with `token` (none: no `Authorization` header).
+    pub fn try_post_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let mut req = self.http.post(format!("{}{path}", self.url())).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        Ok(decode(req.send()?))
     }
 
     /// GET `path`, asserting a 2xx answer.

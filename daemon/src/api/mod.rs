@@ -3,6 +3,8 @@
 //! Errors are RFC 9457 problem details; internal errors are logged with an id and the
 //! response carries only that id, never database or file details.
 
+pub mod caller;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -19,6 +21,7 @@ use serde_json::{Value, json};
 use crate::registry::Registry;
 use crate::store::{ListFilter, Started, Store};
 use crate::worker::{StartError, Worker};
+use caller::{Caller, Permission};
 
 mod schedules;
 
@@ -33,6 +36,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The cron scheduler.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    /// The roles and what they permit.
+    pub auth: Arc<caller::Auth>,
 }
 
 impl AppState {
@@ -122,8 +127,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mail/{id}/retry", post(retry_mail))
         .route("/v1/admin/clock", get(get_clock).post(set_clock))
         .merge(schedules::routes())
+        .route("/v1/audit", get(audit_log))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            caller::authenticate,
+        ))
         .with_state(state)
 }
 
@@ -142,7 +152,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
+async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    caller.require(&Permission::Admin)?;
     use std::sync::atomic::Ordering::Relaxed;
     let c = &s.worker.counters;
     let mut out = String::new();
@@ -184,7 +195,7 @@ fn workflow_summary(wf: &clearflow_core::Workflow) -> Value {
     })
 }
 
-async fn list_workflows(State(s): State<AppState>) -> Json<Value> {
+async fn list_workflows(State(s): State<AppState>, _: Caller) -> Json<Value> {
     let catalog = s.registry().catalog();
     Json(
         json!({ "items": catalog.workflows.values().map(|w| workflow_summary(w)).collect::<Vec<_>>() }),
@@ -193,6 +204,7 @@ async fn list_workflows(State(s): State<AppState>) -> Json<Value> {
 
 async fn show_workflow(
     State(s): State<AppState>,
+    _: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let catalog = s.registry().catalog();
@@ -214,7 +226,11 @@ async fn show_workflow(
     Ok(Json(v))
 }
 
-async fn graph(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+async fn graph(
+    State(s): State<AppState>,
+    _: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let catalog = s.registry().catalog();
     let wf = catalog
         .get(&id)
@@ -226,7 +242,7 @@ async fn graph(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<R
         .into_response())
 }
 
-async fn validate(body: Bytes) -> ApiResult<Json<Value>> {
+async fn validate(_: Caller, body: Bytes) -> ApiResult<Json<Value>> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| Problem::bad_request("the workflow file is not UTF-8"))?;
     let diags = match clearflow_core::load("request.yaml", text) {
@@ -248,9 +264,16 @@ struct StartBody {
     idempotency_key: Option<String>,
 }
 
-async fn start_instance(State(s): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn start_instance(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Response> {
     let body: StartBody = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    // Before looking the workflow up, so a caller learns nothing of workflows they
+    // may not start.
+    caller.require(&Permission::Start(body.workflow.clone()))?;
     let input = if body.input.is_null() {
         json!({})
     } else {
@@ -258,7 +281,7 @@ async fn start_instance(State(s): State<AppState>, body: Bytes) -> ApiResult<Res
     };
     match s
         .worker
-        .start(&body.workflow, input, "api", body.idempotency_key)
+        .start(&body.workflow, input, &caller.user, body.idempotency_key)
         .await
     {
         Ok(Started::New(id)) => Ok((
@@ -293,8 +316,10 @@ struct ListQuery {
 
 async fn list_instances(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::ReadInstances)?;
     let after = match &q.after {
         Some(cursor) => {
             let (at, id) = cursor
@@ -327,8 +352,10 @@ async fn list_instances(
 
 async fn show_instance(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::ReadInstances)?;
     let (row, state) = s
         .store()
         .instance(&id)
@@ -370,9 +397,11 @@ struct SignalBody {
 
 async fn signal(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    caller.require(&Permission::Admin)?;
     let b: SignalBody = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
     let event = Event::Signal {
@@ -380,7 +409,7 @@ async fn signal(
         key: b.key,
         data: b.data,
     };
-    if s.worker.send(&id, &event, "api").await? {
+    if s.worker.send(&id, &event, &caller.user).await? {
         Ok((StatusCode::ACCEPTED, Json(json!({ "delivered": true }))).into_response())
     } else {
         Err(Problem::not_found(format!("no running instance `{id}`")))
@@ -396,9 +425,11 @@ struct CancelBody {
 
 async fn cancel(
     State(s): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    caller.require(&Permission::Admin)?;
     let b: CancelBody = if body.is_empty() {
         CancelBody { reason: None }
     } else {
@@ -410,7 +441,7 @@ async fn cancel(
             .reason
             .unwrap_or_else(|| "cancelled through the API".into()),
     };
-    if s.worker.send(&id, &event, "api").await? {
+    if s.worker.send(&id, &event, &caller.user).await? {
         Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response())
     } else {
         Err(Problem::not_found(format!("no running instance `{id}`")))
@@ -426,7 +457,12 @@ struct KeyedBody {
     data: Value,
 }
 
-async fn send_keyed(State(s): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn send_keyed(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     let b: KeyedBody = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
     let event = Event::Signal {
@@ -438,14 +474,17 @@ async fn send_keyed(State(s): State<AppState>, body: Bytes) -> ApiResult<Json<Va
     let now = crate::clock::ms(s.worker.clock.now());
     let ids = s
         .store()
-        .send_keyed(&b.name, &b.key, &payload, "api", now)
+        .send_keyed(&b.name, &b.key, &payload, &caller.user, now)
         .await?;
     s.worker.wake.notify_one();
     Ok(Json(json!({ "delivered_to": ids })))
 }
 
-async fn get_clock(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({ "now": s.worker.clock.now().to_rfc3339(), "manual": s.worker.clock.is_manual() }))
+async fn get_clock(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
+    Ok(Json(
+        json!({ "now": s.worker.clock.now().to_rfc3339(), "manual": s.worker.clock.is_manual() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -457,7 +496,12 @@ struct ClockBody {
     advance_ms: Option<i64>,
 }
 
-async fn set_clock(State(s): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
+async fn set_clock(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     if !s.worker.clock.is_manual() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
@@ -492,8 +536,10 @@ struct MailQuery {
 
 async fn list_mail(
     State(s): State<AppState>,
+    caller: Caller,
     Query(q): Query<MailQuery>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     if let Some(st) = q
         .status
         .as_deref()
@@ -510,7 +556,12 @@ async fn list_mail(
     Ok(Json(json!({ "items": rows })))
 }
 
-async fn retry_mail(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn retry_mail(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     let now = crate::clock::ms(s.worker.clock.now());
     if s.store().retry_mail(&id, now).await? {
         s.mailer.wake.notify_one();
@@ -520,4 +571,25 @@ async fn retry_mail(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
             "no dead or queued message `{id}`"
         )))
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn audit_log(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = s.store().audit_log(q.after.unwrap_or(0), limit).await?;
+    let next = (rows.len() as u32 == limit)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten();
+    Ok(Json(json!({ "items": rows, "next": next })))
 }

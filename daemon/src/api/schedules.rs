@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::caller::{Caller, Permission};
 use super::{ApiResult, AppState, Problem};
 
 /// The schedule routes, merged into the API router.
@@ -51,7 +52,8 @@ pub fn metrics(s: &AppState) -> String {
     out
 }
 
-async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     let items = s.scheduler.list().await?;
     Ok(Json(json!({
         "items": items,
@@ -61,15 +63,19 @@ async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 
 async fn pause(
     State(s): State<AppState>,
+    caller: Caller,
     Path((workflow, schedule)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     set_paused(&s, &workflow, &schedule, true).await
 }
 
 async fn resume(
     State(s): State<AppState>,
+    caller: Caller,
     Path((workflow, schedule)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     set_paused(&s, &workflow, &schedule, false).await
 }
 
@@ -97,9 +103,11 @@ struct FiresQuery {
 
 async fn fires(
     State(s): State<AppState>,
+    caller: Caller,
     Path((workflow, schedule)): Path<(String, String)>,
     Query(q): Query<FiresQuery>,
 ) -> ApiResult<Json<Value>> {
+    caller.require(&Permission::Admin)?;
     let catalog = s.worker.registry.catalog();
     let known = catalog
         .get(&workflow)

@@ -1,6 +1,7 @@
 //! The `clearflow` command line: local commands (validate, graph, schema) and runtime
 //! commands that talk to a running daemon's HTTP API.
 
+mod admin;
 mod client;
 mod schedules;
 
@@ -17,6 +18,10 @@ use client::Client;
 #[derive(Debug, Parser)]
 #[command(name = "clearflow", version, about)]
 pub struct Cli {
+    /// A file holding the API token (default: `CLEARFLOW_TOKEN`, then
+    /// `~/.config/clearflow/token`).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     command: Command,
@@ -93,6 +98,22 @@ enum Command {
         command: schedules::ScheduleCommand,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// Create, list and revoke API tokens (on the host, directly in the store).
+    Tokens {
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+        /// The configuration file (as for `serve`).
+        #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Check the audit log and instance histories (on the host, directly in the store).
+    Audit {
+        #[command(subcommand)]
+        command: admin::AuditCommand,
+        /// The configuration file (as for `serve`).
+        #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
+        config: Option<PathBuf>,
     },
     /// Show or move the daemon's manual clock (tests and demos).
     Clock {
@@ -245,7 +266,12 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(f) = cli.token_file {
+        client::set_token_file(f);
+    }
     match cli.command {
+        Command::Tokens { command, config } => admin::tokens(command, config.as_deref()).await,
+        Command::Audit { command, config } => admin::audit(command, config.as_deref()).await,
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref())?;
             crate::server::init_logging(&cfg.log);

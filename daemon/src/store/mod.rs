@@ -16,8 +16,13 @@ use crate::config::{Durability, StoreConfig};
 
 mod lists;
 pub use lists::ListedInstance;
+mod audit;
+mod auth;
 mod provisional;
 pub mod schedules;
+
+pub use audit::{AuditEvent, AuditRecord, Breach, Verification};
+pub use auth::{IssuedToken, TOKEN_PREFIX, TokenRecord, hash_secret, parse_token, secret_matches};
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -782,33 +787,43 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
         }
+        // Each instance's history is a hash chain (see `audit.rs`).
+        let chained = audit::chain_history(&mut tx, &history, now).await?;
+        let history: Vec<_> = history.iter().zip(&chained).collect();
         for chunk in pow2_chunks(&history, 512) {
             let values = (0..chunk.len())
                 .map(|i| {
+                    let k = 9 * i;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        6 * i + 1,
-                        6 * i + 2,
-                        6 * i + 3,
-                        6 * i + 4,
-                        6 * i + 5,
-                        6 * i + 6
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        k + 1,
+                        k + 2,
+                        k + 3,
+                        k + 4,
+                        k + 5,
+                        k + 6,
+                        k + 7,
+                        k + 8,
+                        k + 9
                     )
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "INSERT INTO history (instance_id, at, actor, kind, step, detail) VALUES {values}"
+                "INSERT INTO history (instance_id, at, actor, kind, step, detail, seq, prev_hash, hash) VALUES {values}"
             );
             let mut q = sqlx::query(&sql);
-            for (inst, h) in chunk {
+            for ((inst, h), c) in chunk {
                 q = q
                     .bind(*inst)
                     .bind(now)
                     .bind(&h.actor)
                     .bind(&h.kind)
                     .bind(&h.step)
-                    .bind(&h.detail);
+                    .bind(&h.detail)
+                    .bind(c.seq)
+                    .bind(&c.prev_hash)
+                    .bind(&c.hash);
             }
             q.execute(&mut *tx).await?;
         }

@@ -1,0 +1,226 @@
+//! Commands an administrator runs on the host, directly on the store named by the
+//! configuration file: API tokens (`clearflow tokens`) and audit verification
+//! (`clearflow audit verify`). They need no token: access to the host and its
+//! configuration is the authority, which is how the first token is made.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// `clearflow tokens …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for a user of the users file; prints it once.
+    Create {
+        /// The user it acts as.
+        #[arg(long)]
+        user: String,
+        /// How long it is valid (e.g. `90d`, `12h`, `1y`), or `never`.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        /// A name or comment (what it is for).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Only this user's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id; it is refused from the next request on.
+    Revoke {
+        /// The token id (the part after `cf_`, as `tokens list` shows it).
+        id: String,
+    },
+}
+
+/// `clearflow audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chains of the audit log and of every instance's history; exit 1
+    /// naming every altered or deleted row.
+    Verify {
+        /// Only this instance's history.
+        #[arg(long)]
+        instance: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+async fn open(config: Option<&Path>) -> anyhow::Result<(Config, Store, i64)> {
+    let cfg = Config::load(config)?;
+    let store = Store::open(&cfg.store).await.map_err(|e| {
+        anyhow::anyhow!(
+            "opening the store {}: {e}",
+            crate::server::redact(&cfg.store.url)
+        )
+    })?;
+    let now = crate::clock::ms(crate::server::make_clock(&cfg.clock)?.now());
+    Ok((cfg, store, now))
+}
+
+/// Who runs a host command, for the audit log.
+fn host_actor() -> String {
+    format!(
+        "host:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+fn time(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Runs a `tokens` command.
+pub async fn tokens(command: TokenCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (cfg, store, now) = open(config).await?;
+    match command {
+        TokenCommand::Create {
+            user,
+            expires,
+            name,
+            json,
+        } => {
+            let users: PathBuf = cfg.directory.users.clone().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no users file is configured ([directory] users): tokens act as its users"
+                )
+            })?;
+            let directory = crate::directory::Directory::load(&users)
+                .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
+            if directory.user(&user).is_none() {
+                anyhow::bail!("no user `{user}` in the users file {}", users.display());
+            }
+            let expires_at = if expires == "never" {
+                None
+            } else {
+                let span: clearflow_time::Span = expires
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+                if span.amount() <= 0 {
+                    anyhow::bail!("--expires: give a positive duration or `never`");
+                }
+                let at =
+                    clearflow_time::add(crate::clock::from_ms(now), &span, chrono_tz::UTC, None)
+                        .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+                Some(crate::clock::ms(at.at))
+            };
+            let issued = store
+                .create_token(&user, name.as_deref(), expires_at, &host_actor(), now)
+                .await?;
+            if json {
+                let v = json!({
+                    "id": issued.record.id, "user": user, "name": name,
+                    "expires_at": expires_at, "token": issued.token,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", issued.token);
+            }
+            eprintln!(
+                "token {} for `{user}`, expires {}. It is shown only this once: store it now \
+                 (e.g. in ~/.config/clearflow/token, mode 600, or CLEARFLOW_TOKEN).",
+                issued.record.id,
+                expires_at.map_or_else(|| "never".into(), |e| time(Some(e)))
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::List { user, json } => {
+            let list = store.tokens(user.as_deref()).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "items": list }))?
+                );
+            } else {
+                println!(
+                    "{:<16}  {:<16}  {:<8}  {:<20}  {:<20}  {:<20}  name",
+                    "id", "user", "state", "created", "expires", "last used"
+                );
+                for t in list {
+                    let state = if t.revoked_at.is_some() {
+                        "revoked"
+                    } else if t.expires_at.is_some_and(|e| e <= now) {
+                        "expired"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{:<16}  {:<16}  {:<8}  {:<20}  {:<20}  {:<20}  {}",
+                        t.id,
+                        t.user,
+                        state,
+                        time(Some(t.created_at)),
+                        t.expires_at
+                            .map_or_else(|| "never".into(), |e| time(Some(e))),
+                        time(t.last_used_at),
+                        t.name.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TokenCommand::Revoke { id } => {
+            let id = id.strip_prefix(crate::store::TOKEN_PREFIX).unwrap_or(&id);
+            // Accept a whole token too, without ever printing its secret.
+            let id = id.split('_').next().unwrap_or(id);
+            if store.revoke_token(id, &host_actor(), now).await? {
+                println!("revoked {id}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no active token `{id}`");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// Runs an `audit` command.
+pub async fn audit(command: AuditCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (_, store, _) = open(config).await?;
+    let AuditCommand::Verify { instance, json } = command;
+    let v = store.verify(instance.as_deref()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for b in &v.breaches {
+            println!("{b}");
+        }
+        let scope = match &instance {
+            Some(i) => format!("instance {i}: {} history rows", v.history_rows),
+            None => format!(
+                "{} audit rows, {} history rows of {} instances",
+                v.audit_rows, v.history_rows, v.instances
+            ),
+        };
+        if v.breaches.is_empty() {
+            println!("ok: {scope}, every chain intact");
+            if let Some(h) = &v.audit_head {
+                println!("audit head: {h}");
+            }
+        } else {
+            println!("FAILED: {} problem(s) in {scope}", v.breaches.len());
+        }
+    }
+    Ok(if v.breaches.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
