@@ -277,6 +277,9 @@ pub enum Event {
         actor: String,
         /// The form.
         form: Value,
+        /// The task number: the event is ignored when the token waits on another task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u32>,
     },
     /// A human task was rejected; control goes to the task's `on_reject` step.
     TaskRejected {
@@ -286,6 +289,9 @@ pub enum Event {
         actor: String,
         /// Why.
         reason: String,
+        /// The task number: the event is ignored when the token waits on another task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u32>,
     },
     /// Cancel the instance.
     Cancel {
@@ -700,14 +706,18 @@ impl<'a> Run<'a> {
                 attempt,
                 result,
             } => self.plugin_done(token, attempt, result),
-            Event::TaskCompleted { token, actor, form } => {
-                self.task_action(token, actor, TaskAction::Complete { form })
-            }
+            Event::TaskCompleted {
+                token,
+                actor,
+                form,
+                task,
+            } => self.task_action(token, task, actor, TaskAction::Complete { form }),
             Event::TaskRejected {
                 token,
                 actor,
                 reason,
-            } => self.task_action(token, actor, TaskAction::Reject { reason }),
+                task,
+            } => self.task_action(token, task, actor, TaskAction::Reject { reason }),
             Event::Cancel { reason } => {
                 self.log("instance_cancelled", None, json!({"reason": reason}));
                 self.end(Status::Cancelled { reason });

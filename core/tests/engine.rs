@@ -140,6 +140,7 @@ fn parse_line(line: &str, prev: DateTime<Utc>) -> (DateTime<Utc>, Event) {
                 token: num(token),
                 actor: actor.into(),
                 form: json_or_null(rest),
+                task: None,
             }
         }
         "reject" => {
@@ -149,6 +150,7 @@ fn parse_line(line: &str, prev: DateTime<Utc>) -> (DateTime<Utc>, Event) {
                 token: num(token),
                 actor: actor.into(),
                 reason: reason.into(),
+                task: None,
             }
         }
         "cancel" => Event::Cancel {
@@ -1678,6 +1680,7 @@ fn check_task_action_lists_every_refusal() {
             token: 1,
             actor: "li.na".into(),
             form: json!({"text": "hello world", "pages": 1}),
+            task: Some(2),
         },
         &env,
     );

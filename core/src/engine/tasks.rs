@@ -219,10 +219,19 @@ fn overdue_days(
 
 impl<'a> Run<'a> {
     /// Applies a completion or rejection, after checking it again.
-    pub(super) fn task_action(&mut self, token: u32, actor: String, action: TaskAction) {
+    pub(super) fn task_action(
+        &mut self,
+        token: u32,
+        expected: Option<u32>,
+        actor: String,
+        action: TaskAction,
+    ) {
         let Some(Wait::Task { task }) = self.inst.tokens.get(&token).map(|t| t.wait.clone()) else {
             return self.stale("task", token);
         };
+        if expected.is_some_and(|e| e != task) {
+            return self.stale("task", token);
+        }
         let node = self.node(token);
         let step = node.id.clone();
         let NodeKind::Task(t) = &node.kind else {
