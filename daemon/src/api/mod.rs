@@ -20,6 +20,9 @@ use crate::registry::Registry;
 use crate::store::{ListFilter, Started, Store};
 use crate::worker::{StartError, Worker};
 
+pub mod caller;
+mod tasks;
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -117,6 +120,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mail", get(list_mail))
         .route("/v1/mail/{id}/retry", post(retry_mail))
         .route("/v1/admin/clock", get(get_clock).post(set_clock))
+        .merge(tasks::routes())
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -6,6 +6,7 @@ use serde_json::Value;
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
@@ -14,14 +15,27 @@ impl Client {
         Client {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// The same client sending `Authorization: Bearer TOKEN` on every request.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token.filter(|t| !t.trim().is_empty());
+        self
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t.trim()),
+            None => req,
         }
     }
 
     /// GETs `path` and returns the JSON body.
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .auth(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -31,8 +45,7 @@ impl Client {
     /// POSTs JSON to `path` and returns the JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .auth(self.http.post(format!("{}{path}", self.base)))
             .json(body)
             .send()
             .await
@@ -55,10 +68,17 @@ async fn decode(resp: reqwest::Response) -> anyhow::Result<Value> {
     if status.is_success() {
         Ok(body)
     } else {
-        let detail = body["detail"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| body.to_string());
+        let detail = match body["errors"].as_array() {
+            // Every reason of a refusal, one per line.
+            Some(errors) if errors.len() > 1 => errors
+                .iter()
+                .map(|e| format!("\n  - {}", e.as_str().unwrap_or_default()))
+                .collect::<String>(),
+            _ => body["detail"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| body.to_string()),
+        };
         anyhow::bail!(
             "{} ({}): {detail}",
             body["title"].as_str().unwrap_or("request failed"),

@@ -2,6 +2,7 @@
 //! commands that talk to a running daemon's HTTP API.
 
 mod client;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,13 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Human tasks: list, show, claim, unclaim, complete, reject (token from `CLEARFLOW_TOKEN`).
+    Tasks {
+        #[command(subcommand)]
+        command: tasks::TaskCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -266,6 +274,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Instances { command, remote } => instances(command, &remote).await,
+        Command::Tasks { command, remote } => tasks::run(command, &remote).await,
         Command::Plugin { command } => plugin(command),
         Command::Events {
             command: EventCommand::Send { name, key, data },

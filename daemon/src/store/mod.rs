@@ -14,6 +14,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::{Durability, StoreConfig};
 
+mod tasks;
+pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow};
+
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -160,6 +163,8 @@ pub struct Advance {
     pub notify: Option<(String, String)>,
     /// Mail to queue.
     pub mails: Vec<NewMail>,
+    /// Task rows to create, reassign, reopen or close, in order.
+    pub tasks: Vec<TaskOp>,
 }
 
 /// A rendered message to queue in the outbox.
@@ -744,6 +749,7 @@ impl Store {
             }
         }
         insert_instances(&mut tx, &children, now).await?;
+        tasks::write_task_ops(&mut tx, batch, now).await?;
         for chunk in pow2_chunks(&consumed, 512) {
             let sql = format!(
                 "DELETE FROM events WHERE id IN ({})",
