@@ -921,6 +921,7 @@ impl<'a> Compiler<'a> {
             distinct_from: t.distinct_from.clone(),
             distinct_from_initiator: t.distinct_from_initiator,
             on_reject,
+            notify_assigned: t.notify_assigned.unwrap_or(true),
         }
     }
 

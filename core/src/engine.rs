@@ -14,6 +14,9 @@ use serde_json::{Map, Value, json};
 use crate::expr;
 use crate::workflow::*;
 
+mod tasks;
+pub use tasks::{OpenTask, Refusal, RefusalKind, TaskAction, TaskTimer, check_task_action};
+
 /// Most signals kept for an instance that is not waiting for them yet.
 pub const MAX_BUFFERED_SIGNALS: usize = 100;
 
@@ -53,6 +56,9 @@ pub struct Instance {
     pub actors: BTreeMap<String, String>,
     /// Who started the instance.
     pub initiator: Option<String>,
+    /// Open human tasks by task number, with their reminder and escalation timers.
+    #[serde(default)]
+    pub tasks: BTreeMap<u32, OpenTask>,
     /// When it started.
     pub started_at: DateTime<Utc>,
     /// Source of token, frame, timer and link ids.
@@ -309,6 +315,9 @@ pub enum Event {
         actor: String,
         /// The form.
         form: Value,
+        /// The task number: the event is ignored when the token waits on another task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u32>,
     },
     /// A human task was rejected; control goes to the task's `on_reject` step.
     TaskRejected {
@@ -318,6 +327,9 @@ pub enum Event {
         actor: String,
         /// Why.
         reason: String,
+        /// The task number: the event is ignored when the token waits on another task.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<u32>,
     },
     /// Cancel the instance.
     Cancel {
@@ -421,11 +433,29 @@ pub enum Effect {
         due: Option<DateTime<Utc>>,
         /// Whether the due date was computed past the calendar's last year.
         provisional: bool,
+        /// Priority, higher first.
+        priority: i32,
+        /// Follow-up date.
+        follow_up: Option<DateTime<Utc>>,
     },
     /// Close the open task of a token (cancelled branch, escalation).
     CloseTask {
         /// Task number.
         task: u32,
+    },
+    /// Give an open task to another role (escalation): no assignee, no claim.
+    ReassignTask {
+        /// Task number.
+        task: u32,
+        /// The new candidate role.
+        role: String,
+    },
+    /// A completion or rejection was refused by the engine: the task is open again.
+    ReopenTask {
+        /// Task number.
+        task: u32,
+        /// Why the action was refused.
+        reasons: Vec<String>,
     },
     /// The instance ended: tell its parent, drop its timers.
     Ended {
@@ -511,6 +541,7 @@ pub fn create(
         signals: Vec::new(),
         actors: BTreeMap::new(),
         initiator,
+        tasks: BTreeMap::new(),
         started_at: now,
         counter: 0,
         provisional: Provisional::default(),
@@ -767,48 +798,18 @@ impl<'a> Run<'a> {
                 attempt,
                 result,
             } => self.plugin_done(token, attempt, result),
-            Event::TaskCompleted { token, actor, form } => {
-                let Some(tok) = self.inst.tokens.get(&token) else {
-                    return self.stale("task", token);
-                };
-                if !matches!(tok.wait, Wait::Task { .. }) {
-                    return self.stale("task", token);
-                }
-                let step = self.node(token).id.clone();
-                self.inst.actors.insert(step.clone(), actor.clone());
-                self.log("task_completed", Some(&step), json!({"actor": actor}));
-                self.finish_step(token, Some(form), Flow::Next);
-            }
+            Event::TaskCompleted {
+                token,
+                actor,
+                form,
+                task,
+            } => self.task_action(token, task, actor, TaskAction::Complete { form }),
             Event::TaskRejected {
                 token,
                 actor,
                 reason,
-            } => {
-                let Some(tok) = self.inst.tokens.get(&token) else {
-                    return self.stale("task", token);
-                };
-                if !matches!(tok.wait, Wait::Task { .. }) {
-                    return self.stale("task", token);
-                }
-                let node = self.node(token);
-                let step = node.id.clone();
-                let target = match &node.kind {
-                    NodeKind::Task(t) => t.on_reject,
-                    _ => None,
-                };
-                self.log(
-                    "task_rejected",
-                    Some(&step),
-                    json!({"actor": actor, "reason": reason}),
-                );
-                match target {
-                    Some(to) => self.move_token(token, Flow::Jump(to)),
-                    None => self.fail(
-                        &step,
-                        "the task was rejected but the step has no `on_reject`".into(),
-                    ),
-                }
-            }
+                task,
+            } => self.task_action(token, task, actor, TaskAction::Reject { reason }),
             Event::Cancel { reason } => {
                 self.log("instance_cancelled", None, json!({"reason": reason}));
                 self.end(Status::Cancelled { reason });
@@ -938,6 +939,9 @@ impl<'a> Run<'a> {
     }
 
     fn timer(&mut self, timer: u32) {
+        if let Some(task) = self.task_of_timer(timer) {
+            return self.task_timer(task, timer);
+        }
         let found = self.inst.tokens.iter().find_map(|(id, t)| match &t.wait {
             Wait::Timer { timer: x, .. } | Wait::Retry { timer: x, .. } if *x == timer => Some(*id),
             Wait::Event { timer: Some(x), .. } | Wait::Link { timer: Some(x), .. }
@@ -1395,41 +1399,10 @@ impl<'a> Run<'a> {
                     Flow::Next,
                 )
             }
-            NodeKind::Task(t) => {
-                let title = match t.title.as_ref().map(|t| t.render(&ctx)).transpose() {
-                    Ok(v) => v.and_then(|v| v.as_str().map(str::to_owned)),
-                    Err(e) => return self.fail(step, format!("task title: {e}")),
-                };
-                let assignee = match t.assignee.as_ref().map(|a| a.eval(&ctx)).transpose() {
-                    Ok(v) => v.and_then(|v| v.as_str().map(str::to_owned)),
-                    Err(e) => return self.fail(step, format!("assignee: {e}")),
-                };
-                let (due, provisional) = match &t.due {
-                    Some(span) => match self.deadline(span) {
-                        Ok((at, p)) => (Some(at), p),
-                        Err(e) => return self.fail(step, e),
-                    },
-                    None => (None, false),
-                };
-                let task = self.inst.next_id();
-                self.out.effects.push(Effect::CreateTask {
-                    task,
-                    token,
-                    step: step.to_owned(),
-                    title,
-                    role: t.role.clone(),
-                    assignee,
-                    due,
-                    provisional,
-                });
-                self.set_wait(token, Wait::Task { task });
-                self.log(
-                    "step_waiting",
-                    Some(step),
-                    json!({"task": task, "role": t.role, "due": due}),
-                );
-                Flow::Wait
-            }
+            NodeKind::Task(t) => match self.create_task(token, node, t, &ctx) {
+                Ok(flow) => flow,
+                Err(e) => return self.fail(step, e),
+            },
             NodeKind::Parallel { branches, join } => {
                 let frame = self.inst.next_id();
                 let needed = match join {
@@ -1567,6 +1540,7 @@ impl<'a> Run<'a> {
         self.deadline_from(self.env.now, span)
     }
 
+    /// `span` after (or, negative, before) `from`, on the workflow's calendar.
     fn deadline_from(
         &self,
         from: DateTime<Utc>,
@@ -1706,7 +1680,10 @@ impl<'a> Run<'a> {
             Wait::Link {
                 timer: Some(timer), ..
             } => self.out.effects.push(Effect::CancelTimer { timer }),
-            Wait::Task { task } => self.out.effects.push(Effect::CloseTask { task }),
+            Wait::Task { task } => {
+                self.forget_task(task);
+                self.out.effects.push(Effect::CloseTask { task });
+            }
             _ => {}
         }
         if log {

@@ -328,6 +328,8 @@ pub struct TaskStep {
     pub distinct_from_initiator: bool,
     /// Where a rejection goes.
     pub on_reject: Option<NodeId>,
+    /// Whether creation and reassignment mail the `task-assigned` notice.
+    pub notify_assigned: bool,
 }
 
 /// Escalation of an overdue task.

@@ -140,6 +140,7 @@ fn parse_line(line: &str, prev: DateTime<Utc>) -> (DateTime<Utc>, Event) {
                 token: num(token),
                 actor: actor.into(),
                 form: json_or_null(rest),
+                task: None,
             }
         }
         "reject" => {
@@ -149,6 +150,7 @@ fn parse_line(line: &str, prev: DateTime<Utc>) -> (DateTime<Utc>, Event) {
                 token: num(token),
                 actor: actor.into(),
                 reason: reason.into(),
+                task: None,
             }
         }
         "cancel" => Event::Cancel {
@@ -1275,6 +1277,7 @@ steps:
       due: 15wd
       form: { type: object, properties: { outcome: { enum: [substantiated, unfounded] } } }
       on_reject: draft
+      notify_assigned: false
   - end: { outcome: "verified", output: { outcome: "${ verify.outcome }", drafts: "${ vars.drafts }" } }
 "#;
 
@@ -1291,7 +1294,7 @@ fn task_due_in_working_days_binds_the_form() {
               instance_started
               step_completed draft
               step_waiting verify
-              ! create_task {"provisional":false,"task":2,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-10-23T15:59:59.999999999Z"}
+              ! create_task {"follow_up":null,"task":2,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-10-23T15:59:59.999999999Z","provisional":false,"priority":0}
             > @+1d done 1 bob {"outcome": "unfounded"}
               task_completed verify
               step_completed verify
@@ -1317,12 +1320,12 @@ fn task_rejection_routes_to_on_reject() {
               instance_started
               step_completed draft
               step_waiting verify
-              ! create_task {"provisional":false,"task":2,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-01-26T15:59:59.999999999Z"}
+              ! create_task {"follow_up":null,"task":2,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-01-26T15:59:59.999999999Z","provisional":false,"priority":0}
             > reject 1 bob too vague
               task_rejected verify
               step_completed draft
               step_waiting verify
-              ! create_task {"provisional":false,"task":3,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-01-26T15:59:59.999999999Z"}
+              ! create_task {"follow_up":null,"task":3,"token":1,"step":"verify","title":"verify c-1","role":"handler","assignee":null,"due":"2025-01-26T15:59:59.999999999Z","provisional":false,"priority":0}
             > done 1 bob {"outcome": "substantiated"}
               task_completed verify
               step_completed verify
@@ -1773,4 +1776,382 @@ steps:
         inst.tokens.values().next().expect("token").wait,
         engine::Wait::Event { timer: Some(t), .. } if t == current + 1
     ));
+}
+
+/// A three-tier review (承办 → 部门负责人 → 分管领导): each tier a different person.
+const TIERS: &str = r#"
+id: tiers
+calendar: cn-mainland
+roles: [handler, head, leader]
+steps:
+  - id: draft
+    task:
+      role: handler
+      notify_assigned: false
+      form:
+        type: object
+        required: [text, pages]
+        properties: { text: { type: string, minLength: 5 }, pages: { type: integer } }
+  - id: review_1
+    task: { role: head, distinct_from: [draft], distinct_from_initiator: true, on_reject: draft, notify_assigned: false }
+  - id: review_2
+    task: { role: leader, distinct_from: [draft, review_1], on_reject: draft, notify_assigned: false }
+  - end: approved
+"#;
+
+#[test]
+fn separation_of_duties_refuses_a_second_tier_and_the_initiator() {
+    check(
+        TIERS,
+        json!({}),
+        "start
+         done 1 bob {\"text\": \"draft text\", \"pages\": 2}
+         done 1 ann {}
+         done 1 bob {}
+         done 1 li.na {}
+         done 1 li.na {}
+         done 1 chen {}",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting draft
+              ! create_task {"follow_up":null,"task":2,"token":1,"step":"draft","title":null,"role":"handler","assignee":null,"due":null,"provisional":false,"priority":0}
+            > done 1 bob {"text": "draft text", "pages": 2}
+              task_completed draft
+              step_completed draft
+              step_waiting review_1
+              ! create_task {"follow_up":null,"task":3,"token":1,"step":"review_1","title":null,"role":"head","assignee":null,"due":null,"provisional":false,"priority":0}
+            > done 1 ann {}
+              task_refused review_1
+              ! reopen_task {"reasons":["ann started this instance; `review_1` needs someone other than the initiator"],"task":3}
+            > done 1 bob {}
+              task_refused review_1
+              ! reopen_task {"reasons":["bob completed `draft`; `review_1` needs a different person"],"task":3}
+            > done 1 li.na {}
+              task_completed review_1
+              step_completed review_1
+              step_waiting review_2
+              ! create_task {"follow_up":null,"task":4,"token":1,"step":"review_2","title":null,"role":"leader","assignee":null,"due":null,"provisional":false,"priority":0}
+            > done 1 li.na {}
+              task_refused review_2
+              ! reopen_task {"reasons":["li.na completed `review_1`; `review_2` needs a different person"],"task":4}
+            > done 1 chen {}
+              task_completed review_2
+              step_completed review_2
+              step_completed _3
+              instance_completed
+              ! ended {"output":null,"outcome":"approved"}
+            = completed approved null
+        "#,
+    );
+}
+
+#[test]
+fn an_invalid_form_is_refused_with_every_violation_and_changes_nothing() {
+    check(
+        TIERS,
+        json!({}),
+        "start
+         done 1 bob {\"text\": \"abc\", \"pages\": \"two\"}
+         done 1 bob {\"pages\": 1}
+         reject 1 bob no reason to draft
+         done 1 bob {\"text\": \"a long enough text\", \"pages\": 1}
+         reject 1 li.na needs sources
+         done 1 carl {\"text\": \"with sources now\", \"pages\": 3}",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting draft
+              ! create_task {"follow_up":null,"task":2,"token":1,"step":"draft","title":null,"role":"handler","assignee":null,"due":null,"provisional":false,"priority":0}
+            > done 1 bob {"text": "abc", "pages": "two"}
+              task_refused draft
+              ! reopen_task {"reasons":["form: /text: \"abc\" is shorter than 5 characters","form: /pages: \"two\" is not of type \"integer\""],"task":2}
+            > done 1 bob {"pages": 1}
+              task_refused draft
+              ! reopen_task {"reasons":["form: \"text\" is a required property"],"task":2}
+            > reject 1 bob no reason to draft
+              task_refused draft
+              ! reopen_task {"reasons":["`draft` cannot be rejected: the step has no `on_reject`"],"task":2}
+            > done 1 bob {"text": "a long enough text", "pages": 1}
+              task_completed draft
+              step_completed draft
+              step_waiting review_1
+              ! create_task {"follow_up":null,"task":3,"token":1,"step":"review_1","title":null,"role":"head","assignee":null,"due":null,"provisional":false,"priority":0}
+            > reject 1 li.na needs sources
+              task_rejected review_1
+              step_waiting draft
+              ! create_task {"follow_up":null,"task":4,"token":1,"step":"draft","title":null,"role":"handler","assignee":null,"due":null,"provisional":false,"priority":0}
+            > done 1 carl {"text": "with sources now", "pages": 3}
+              task_completed draft
+              step_completed draft
+              step_waiting review_1
+              ! create_task {"follow_up":null,"task":5,"token":1,"step":"review_1","title":null,"role":"head","assignee":null,"due":null,"provisional":false,"priority":0}
+            = running
+        "#,
+    );
+}
+
+#[test]
+fn check_task_action_lists_every_refusal() {
+    use clearflow_core::engine::{RefusalKind, TaskAction, check_task_action};
+    let wf = compile(TIERS);
+    let (mut inst, _) =
+        engine::create(&wf, "i1".into(), json!({}), Some("li.na".into()), t0()).unwrap();
+    let env = Env {
+        now: t0(),
+        calendars: &CALENDARS,
+    };
+    engine::apply(&wf, &mut inst, Event::Start, &env);
+    let form = TaskAction::Complete {
+        form: json!({"text": 1}),
+    };
+    let err = check_task_action(&wf, &inst, 2, "bob", &form).unwrap_err();
+    let got: Vec<(RefusalKind, String)> = err.into_iter().map(|r| (r.kind, r.message)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                RefusalKind::Form,
+                "form: \"pages\" is a required property".to_owned()
+            ),
+            (
+                RefusalKind::Form,
+                "form: /text: 1 is not of type \"string\"".to_owned()
+            ),
+        ]
+    );
+    let reject = TaskAction::Reject { reason: " ".into() };
+    let got: Vec<String> = check_task_action(&wf, &inst, 2, "bob", &reject)
+        .unwrap_err()
+        .into_iter()
+        .map(|r| r.message)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            "`draft` cannot be rejected: the step has no `on_reject`".to_owned(),
+            "a rejection needs a reason".to_owned(),
+        ]
+    );
+    engine::apply(
+        &wf,
+        &mut inst,
+        Event::TaskCompleted {
+            token: 1,
+            actor: "li.na".into(),
+            form: json!({"text": "hello world", "pages": 1}),
+            task: Some(2),
+        },
+        &env,
+    );
+    let ok = TaskAction::Complete { form: json!({}) };
+    let got: Vec<(RefusalKind, String)> = check_task_action(&wf, &inst, 3, "li.na", &ok)
+        .unwrap_err()
+        .into_iter()
+        .map(|r| (r.kind, r.message))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                RefusalKind::SeparationOfDuties,
+                "li.na completed `draft`; `review_1` needs a different person".to_owned()
+            ),
+            (
+                RefusalKind::SeparationOfDuties,
+                "li.na started this instance; `review_1` needs someone other than the initiator"
+                    .to_owned()
+            ),
+        ]
+    );
+    assert_eq!(check_task_action(&wf, &inst, 3, "wang", &ok), Ok(()));
+    let closed = check_task_action(&wf, &inst, 2, "wang", &ok).unwrap_err();
+    assert_eq!(closed[0].kind, RefusalKind::NotOpen);
+    assert_eq!(closed[0].message, "task 2 of instance i1 is not open");
+}
+
+/// Due in 5 working days, reminded 2 working days before and on the due date, then every
+/// working day after it; escalated 3 working days late to the leader and reassigned.
+const REMIND: &str = r#"
+id: remind
+calendar: cn-mainland
+roles: [handler, leader, head]
+steps:
+  - id: verify
+    task:
+      role: handler
+      assignee: "input.who"
+      title: "verify ${ input.case_number }"
+      due: 5wd
+      follow_up: 1d
+      remind: [-2wd, 0d]
+      remind_every: 1wd
+      escalate: { after: 3wd, notify: leader, reassign: head }
+      priority: 5
+  - end: done
+"#;
+
+#[test]
+fn reminders_follow_up_repeats_and_escalation_are_timers() {
+    check(
+        REMIND,
+        json!({"who": "li.na", "case_number": "JW-7"}),
+        "start
+         @2025-01-07T01:00:00Z timer 7
+         @2025-01-08T16:00:00Z timer 3
+         @2025-01-13T15:59:59.999999999Z timer 4
+         @2025-01-14T15:59:59.999999999Z timer 5
+         @2025-01-15T15:59:59.999999999Z timer 8
+         @2025-01-16T15:59:59.999999999Z timer 6
+         timer 9
+         @+1h done 1 wang {\"ok\": true}
+         timer 10",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting verify
+              ! create_task {"follow_up":"2025-01-07T01:00:00Z","task":2,"token":1,"step":"verify","title":"verify JW-7","role":"handler","assignee":"li.na","due":"2025-01-13T15:59:59.999999999Z","provisional":false,"priority":5}
+              ! arm_timer {"at":"2025-01-08T16:00:00Z","timer":3}
+              ! arm_timer {"at":"2025-01-13T15:59:59.999999999Z","timer":4}
+              ! arm_timer {"at":"2025-01-14T15:59:59.999999999Z","timer":5}
+              ! arm_timer {"at":"2025-01-16T15:59:59.999999999Z","timer":6}
+              ! arm_timer {"at":"2025-01-07T01:00:00Z","timer":7}
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-assigned","to":["user:li.na"],"cc":[],"bcc":[],"locale":null}
+            > @2025-01-07T01:00:00Z timer 7
+              task_reminded verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-reminder","to":["user:li.na"],"cc":[],"bcc":[],"locale":null}
+            > @2025-01-08T16:00:00Z timer 3
+              task_reminded verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-reminder","to":["user:li.na"],"cc":[],"bcc":[],"locale":null}
+            > @2025-01-13T15:59:59.999999999Z timer 4
+              task_reminded verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-reminder","to":["user:li.na"],"cc":[],"bcc":[],"locale":null}
+            > @2025-01-14T15:59:59.999999999Z timer 5
+              task_reminded verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-reminder","to":["user:li.na"],"cc":[],"bcc":[],"locale":null}
+              ! arm_timer {"at":"2025-01-15T15:59:59.999999999Z","timer":8}
+            > @2025-01-15T15:59:59.999999999Z timer 8
+              task_reminded verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-reminder","to":["user:li.na"],"cc":[],"bcc":[],"locale":null}
+              ! arm_timer {"at":"2025-01-16T15:59:59.999999999Z","timer":9}
+            > @2025-01-16T15:59:59.999999999Z timer 6
+              task_escalated verify
+              task_reassigned verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"handler","due":"2025-01-13 23:59","overdue_days":3},"case":{"number":"JW-7"}},"step":"verify","template":"task-overdue-escalation","to":["leader:li.na","role:leader"],"cc":[],"bcc":[],"locale":null}
+              ! reassign_task {"role":"head","task":2}
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"head","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-assigned","to":["role:head"],"cc":[],"bcc":[],"locale":null}
+            > timer 9
+              task_reminded verify
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify JW-7","role":"head","due":"2025-01-13 23:59","overdue_days":null},"case":{"number":"JW-7"}},"step":"verify","template":"task-reminder","to":["role:head"],"cc":[],"bcc":[],"locale":null}
+              ! arm_timer {"at":"2025-01-17T15:59:59.999999999Z","timer":10}
+            > @+1h done 1 wang {"ok": true}
+              task_completed verify
+              step_completed verify
+              step_completed _1
+              instance_completed
+              ! cancel_timer {"timer":10}
+              ! ended {"output":null,"outcome":"done"}
+            > timer 10
+              event_ignored
+            = completed done null
+        "#,
+    );
+}
+
+const ESCALATE_GOTO: &str = r#"
+id: goto
+calendar: cn-mainland
+roles: [handler, leader]
+steps:
+  - id: verify
+    task: { role: handler, due: 2d, escalate: { after: 1d, goto: take_over, notify: leader } }
+  - end: verified
+  - id: take_over
+    task: { role: leader, notify_assigned: false }
+  - end: taken_over
+"#;
+
+#[test]
+fn escalation_goto_closes_the_task_and_jumps() {
+    check(
+        ESCALATE_GOTO,
+        json!({}),
+        "start
+         @2025-01-09T01:00:00Z timer 3
+         done 1 boss {}",
+        r#"
+            > create
+            > start
+              instance_started
+              step_waiting verify
+              ! create_task {"follow_up":null,"task":2,"token":1,"step":"verify","title":null,"role":"handler","assignee":null,"due":"2025-01-08T01:00:00Z","provisional":false,"priority":0}
+              ! arm_timer {"at":"2025-01-09T01:00:00Z","timer":3}
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify","role":"handler","due":"2025-01-08 09:00","overdue_days":null},"case":{"number":"i1"}},"step":"verify","template":"task-assigned","to":["role:handler"],"cc":[],"bcc":[],"locale":null}
+            > @2025-01-09T01:00:00Z timer 3
+              task_escalated verify
+              step_waiting take_over
+              ! queue_mail {"data":{"task":{"number":2,"title":"verify","role":"handler","due":"2025-01-08 09:00","overdue_days":1},"case":{"number":"i1"}},"step":"verify","template":"task-overdue-escalation","to":["role:leader"],"cc":[],"bcc":[],"locale":null}
+              ! close_task {"task":2}
+              ! create_task {"follow_up":null,"task":4,"token":1,"step":"take_over","title":null,"role":"leader","assignee":null,"due":null,"provisional":false,"priority":0}
+            > done 1 boss {}
+              task_completed take_over
+              step_completed take_over
+              step_completed _3
+              instance_completed
+              ! ended {"output":null,"outcome":"taken_over"}
+            = completed taken_over null
+        "#,
+    );
+}
+
+const BRANCHES: &str = r#"
+id: branches
+roles: [handler]
+steps:
+  - id: both
+    parallel:
+      join: any
+      branches:
+        - steps:
+            - id: quick
+              wait: { for: 1h }
+        - steps:
+            - id: slow
+              task: { role: handler, due: 3d, remind: [-1d], escalate: { after: 1d, notify: handler }, notify_assigned: false }
+  - end: done
+"#;
+
+#[test]
+fn a_cancelled_branch_closes_its_task_and_its_timers() {
+    check(
+        BRANCHES,
+        json!({}),
+        "start\n @+1h timer 5",
+        r#"
+            > create
+            > start
+              instance_started
+              step_started both
+              step_waiting quick
+              step_waiting slow
+              ! arm_timer {"at":"2025-01-06T02:00:00Z","timer":5}
+              ! create_task {"follow_up":null,"task":6,"token":4,"step":"slow","title":null,"role":"handler","assignee":null,"due":"2025-01-09T01:00:00Z","provisional":false,"priority":0}
+              ! arm_timer {"at":"2025-01-08T01:00:00Z","timer":7}
+              ! arm_timer {"at":"2025-01-10T01:00:00Z","timer":8}
+            > @+1h timer 5
+              step_completed quick
+              branch_cancelled slow
+              step_completed both
+              step_completed _3
+              instance_completed
+              ! cancel_timer {"timer":7}
+              ! cancel_timer {"timer":8}
+              ! close_task {"task":6}
+              ! ended {"output":null,"outcome":"done"}
+            = completed done null
+        "#,
+    );
 }

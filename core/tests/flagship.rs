@@ -61,6 +61,7 @@ fn sh_date(t: DateTime<Utc>) -> String {
 
 #[derive(Debug, Clone)]
 struct Task {
+    no: u32,
     token: u32,
     step: String,
     title: Option<String>,
@@ -103,6 +104,8 @@ struct Sim {
     tasks: Vec<Task>,
     calls: Vec<Call>,
     mails: Vec<Mail>,
+    /// Steps whose task-assigned notice was queued.
+    assigned: Vec<String>,
     starts: Vec<Start>,
     history: Vec<String>,
 }
@@ -121,6 +124,7 @@ impl Sim {
             tasks: Vec::new(),
             calls: Vec::new(),
             mails: Vec::new(),
+            assigned: Vec::new(),
             starts: Vec::new(),
             history: Vec::new(),
         };
@@ -212,6 +216,12 @@ impl Sim {
                         }
                     }
                     render_both(&template, &shown);
+                    // The notice of a new task goes to its role at every task step;
+                    // the tests below look at the workflows' own mails.
+                    if template == "task-assigned" {
+                        self.assigned.push(step);
+                        continue;
+                    }
                     self.mails.push(Mail {
                         step,
                         template,
@@ -221,6 +231,7 @@ impl Sim {
                     });
                 }
                 Effect::CreateTask {
+                    task,
                     token,
                     step,
                     title,
@@ -229,6 +240,7 @@ impl Sim {
                     due,
                     ..
                 } => self.tasks.push(Task {
+                    no: task,
                     token,
                     step,
                     title,
@@ -236,10 +248,16 @@ impl Sim {
                     assignee,
                     due,
                 }),
-                Effect::CloseTask { .. }
-                | Effect::Subscribe { .. }
-                | Effect::Unsubscribe { .. }
-                | Effect::Ended { .. } => {}
+                Effect::CloseTask { task } => self.tasks.retain(|t| t.no != task),
+                Effect::ReassignTask { task, role } => {
+                    for t in self.tasks.iter_mut().filter(|t| t.no == task) {
+                        t.role = Some(role.clone());
+                    }
+                }
+                Effect::ReopenTask { task, reasons } => {
+                    panic!("{}: task {task} refused: {reasons:?}", self.wf.id)
+                }
+                Effect::Subscribe { .. } | Effect::Unsubscribe { .. } | Effect::Ended { .. } => {}
             }
         }
     }
@@ -264,6 +282,7 @@ impl Sim {
         self.tasks.retain(|x| x.token != t.token || x.step != step);
         self.apply(Event::TaskCompleted {
             token: t.token,
+            task: Some(t.no),
             actor: actor.into(),
             form,
         });
@@ -274,6 +293,7 @@ impl Sim {
         self.tasks.retain(|x| x.token != t.token || x.step != step);
         self.apply(Event::TaskRejected {
             token: t.token,
+            task: Some(t.no),
             actor: actor.into(),
             reason: reason.into(),
         });
@@ -1024,8 +1044,8 @@ fn schedules_and_digests() {
     assert_eq!(s.outcome(), Some("reviewed"));
 
     let rows = json!([
-        {"case": "JB-2025-0042", "title": "初步核实", "state": "key", "due": null},
-        {"case": "JB-2025-0043", "title": "谈话函询", "state": "suspected", "due": "2025-10-20"}
+        {"case": "JB-2025-0042", "title": "初步核实", "state": "unfounded", "due": null},
+        {"case": "JB-2025-0043", "title": "谈话函询", "state": "partly_substantiated", "due": "2025-10-20"}
     ]);
     let wf = workflow("quarterly-results-digest");
     assert_eq!(wf.schedules.len(), 2);

@@ -45,7 +45,7 @@ pub struct Request<'a> {
     pub step: &'a str,
     /// Template name.
     pub template: &'a str,
-    /// Recipients (`role:NAME` allowed).
+    /// Recipients (`role:NAME`, `user:ID` and `leader:ID` allowed).
     pub to: &'a [String],
     /// Copy.
     pub cc: &'a [String],
@@ -70,12 +70,23 @@ pub fn render(
     let expand = |list: &[String]| -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for r in list {
-            match r.strip_prefix("role:") {
-                Some(role) => out.extend(directory.members(role).iter().map(|u| u.email.clone())),
-                None => out.push(r.clone()),
+            if let Some(role) = r.strip_prefix("role:") {
+                out.extend(directory.members(role).iter().map(|u| u.email.clone()));
+            } else if let Some(id) = r.strip_prefix("user:") {
+                // A user the directory does not know has no address: nothing is added.
+                out.extend(directory.user(id).map(|u| u.email.clone()));
+            } else if let Some(id) = r.strip_prefix("leader:") {
+                let leader = directory
+                    .user(id)
+                    .and_then(|u| u.leader.as_deref())
+                    .and_then(|l| directory.user(l));
+                out.extend(leader.map(|u| u.email.clone()));
+            } else {
+                out.push(r.clone());
             }
         }
-        out.dedup();
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|a| seen.insert(a.to_ascii_lowercase()));
         out
     };
     let (to, cc, bcc) = (expand(req.to), expand(req.cc), expand(req.bcc));

@@ -20,7 +20,9 @@ use uuid::Uuid;
 use crate::clock::{Clock, ms};
 use crate::config::{EngineConfig, MailConfig};
 use crate::registry::Registry;
-use crate::store::{Advance, Claimed, NewHistory, NewInstance, Started, Store, StoreError};
+use crate::store::{
+    Advance, Claimed, NewHistory, NewInstance, NewTask, Started, Store, StoreError, TaskOp,
+};
 
 /// Deepest chain of concurrent starts created for one instance.
 const MAX_START_DEPTH: usize = 16;
@@ -540,14 +542,35 @@ impl Worker {
                 });
                 adv.mails.push(mail);
             }
-            other @ (Effect::CreateTask { .. } | Effect::CloseTask { .. }) => {
-                adv.history.push(NewHistory {
-                    kind: "effect_unsupported".into(),
-                    step: None,
-                    detail: json!({ "effect": other, "reason": "this daemon has no mail or task service configured" }).to_string(),
-                    actor: "system".into(),
-                });
+            Effect::CreateTask {
+                task,
+                token,
+                step,
+                title,
+                role,
+                assignee,
+                due,
+                provisional,
+                priority,
+                follow_up,
+            } => adv.tasks.push(TaskOp::Create(NewTask {
+                task_no: i64::from(task),
+                token: i64::from(token),
+                step,
+                workflow: wf.id.clone(),
+                title,
+                role,
+                assignee,
+                priority: i64::from(priority),
+                due_at: due.map(ms),
+                follow_up_at: follow_up.map(ms),
+                provisional,
+            })),
+            Effect::CloseTask { task } => adv.tasks.push(TaskOp::Close(i64::from(task))),
+            Effect::ReassignTask { task, role } => {
+                adv.tasks.push(TaskOp::Reassign(i64::from(task), role))
             }
+            Effect::ReopenTask { task, .. } => adv.tasks.push(TaskOp::Reopen(i64::from(task))),
         }
     }
 

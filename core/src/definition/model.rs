@@ -270,6 +270,10 @@ pub struct TaskDef {
     /// cannot be rejected.
     #[serde(default)]
     pub on_reject: Option<String>,
+    /// Mail the assignee (or the role's members) the `task-assigned` notice when the
+    /// task is created or reassigned (default true).
+    #[serde(default)]
+    pub notify_assigned: Option<bool>,
 }
 
 /// Escalation of an overdue task.

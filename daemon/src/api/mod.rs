@@ -25,6 +25,8 @@ use caller::{Caller, Permission};
 
 mod schedules;
 
+mod tasks;
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -128,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/clock", get(get_clock).post(set_clock))
         .merge(schedules::routes())
         .route("/v1/audit", get(audit_log))
+        .merge(tasks::routes())
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -111,10 +111,17 @@ async fn decode(resp: reqwest::Response) -> anyhow::Result<Value> {
     if status.is_success() {
         Ok(body)
     } else {
-        let detail = body["detail"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| body.to_string());
+        let detail = match body["errors"].as_array() {
+            // Every reason of a refusal, one per line.
+            Some(errors) if errors.len() > 1 => errors
+                .iter()
+                .map(|e| format!("\n  - {}", e.as_str().unwrap_or_default()))
+                .collect::<String>(),
+            _ => body["detail"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| body.to_string()),
+        };
         let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
             "\n  give a token in CLEARFLOW_TOKEN, --token-file or ~/.config/clearflow/token \
              (an administrator creates one with `clearflow tokens create --user ID`)"

@@ -4,6 +4,7 @@
 mod admin;
 mod client;
 mod schedules;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +83,13 @@ enum Command {
     Events {
         #[command(subcommand)]
         command: EventCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Human tasks: list, show, claim, unclaim, complete, reject (token from `CLEARFLOW_TOKEN`).
+    Tasks {
+        #[command(subcommand)]
+        command: tasks::TaskCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -301,6 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Instances { command, remote } => instances(command, &remote).await,
         Command::Schedules { command, remote } => schedules::run(command, &remote).await,
+        Command::Tasks { command, remote } => tasks::run(command, &remote).await,
         Command::Plugin { command } => plugin(command),
         Command::Events {
             command: EventCommand::Send { name, key, data },

@@ -23,6 +23,8 @@ pub mod schedules;
 
 pub use audit::{AuditEvent, AuditRecord, Breach, Verification};
 pub use auth::{IssuedToken, TOKEN_PREFIX, TokenRecord, hash_secret, parse_token, secret_matches};
+mod tasks;
+pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow};
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +172,8 @@ pub struct Advance {
     pub notify: Option<(String, String)>,
     /// Mail to queue.
     pub mails: Vec<NewMail>,
+    /// Task rows to create, reassign, reopen or close, in order.
+    pub tasks: Vec<TaskOp>,
 }
 
 /// A rendered message to queue in the outbox.
@@ -754,6 +758,7 @@ impl Store {
             }
         }
         insert_instances(&mut tx, &children, now).await?;
+        tasks::write_task_ops(&mut tx, batch, now).await?;
         for chunk in pow2_chunks(&consumed, 512) {
             let sql = format!(
                 "DELETE FROM events WHERE id IN ({})",
