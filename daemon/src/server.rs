@@ -47,6 +47,7 @@ pub fn make_clock(cfg: &crate::config::ClockConfig) -> anyhow::Result<Clock> {
 /// the plugin declarations.
 pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     let clock = make_clock(&cfg.clock)?;
+    let identity_key = api::intake::load_key(&cfg)?;
     let host = Arc::new(
         clearflow_plugin_host::Host::new(&cfg.plugin_host.cache_dir)
             .context("starting the plugin host")?,
@@ -95,7 +96,8 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
             worker.node_id.clone(),
             worker.mail_wake.clone(),
         )
-        .context("mail transport")?,
+        .context("mail transport")?
+        .with_identity_key(identity_key.clone()),
     );
 
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
@@ -134,9 +136,14 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         worker: worker.clone(),
         mailer: mailer.clone(),
         body_limit: cfg.server.body_limit,
+        intake: Arc::new(api::intake::Intake::new(&cfg.intake, identity_key)),
     });
     let mut stop_http = stop_rx.clone();
-    axum::serve(listener, app)
+    // The peer address feeds the per-address rate limits of the public endpoints.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
         .with_graceful_shutdown(async move {
             let _ = stop_http.wait_for(|s| *s).await;
         })

@@ -440,6 +440,15 @@ impl Worker {
                 locale,
                 data,
             } => {
+                if let Some(note) = self.reporter_skip(&inst.id, &to, &cc, &bcc).await {
+                    adv.history.push(NewHistory {
+                        kind: "mail_skipped".into(),
+                        step: Some(step),
+                        detail: json!({ "template": template, "reason": note }).to_string(),
+                        actor: "system".into(),
+                    });
+                    return;
+                }
                 let req = crate::mailer::Request {
                     instance: &inst.id,
                     workflow: &wf.id,
@@ -472,6 +481,33 @@ impl Worker {
                     actor: "system".into(),
                 });
             }
+        }
+    }
+
+    /// Why a notification `to: reporter` is not queued, if it is not: the report is
+    /// anonymous (or gave no address), or the reporter is not the only recipient. A
+    /// store failure here queues the message anyway; the sender checks again and makes a
+    /// dead letter if there is no address.
+    async fn reporter_skip(
+        &self,
+        instance: &str,
+        to: &[String],
+        cc: &[String],
+        bcc: &[String],
+    ) -> Option<&'static str> {
+        match crate::mailer::reporter_recipient(to, cc, bcc)? {
+            false => Some(
+                "`reporter` must be the only recipient: the reporter's address is shown to no one else",
+            ),
+            true => match self.store.identity_for(instance).await {
+                Ok(Some(i)) if i.has_email => None,
+                Ok(Some(_)) => Some("the reporter gave no email address or asked not to be written to"),
+                Ok(None) => Some("anonymous report: the reporter cannot be written to"),
+                Err(e) => {
+                    tracing::warn!(%instance, error = %e, "checking the reporter's identity failed; queuing the message");
+                    None
+                }
+            },
         }
     }
 

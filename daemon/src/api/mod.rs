@@ -3,6 +3,9 @@
 //! Errors are RFC 9457 problem details; internal errors are logged with an id and the
 //! response carries only that id, never database or file details.
 
+pub mod caller;
+pub mod intake;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -29,6 +32,8 @@ pub struct AppState {
     pub mailer: Arc<crate::mailer::Mailer>,
     /// Limits and listener settings.
     pub body_limit: usize,
+    /// Public intake, status checks and the identity key.
+    pub intake: intake::Shared,
 }
 
 impl AppState {
@@ -117,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/mail", get(list_mail))
         .route("/v1/mail/{id}/retry", post(retry_mail))
         .route("/v1/admin/clock", get(get_clock).post(set_clock))
+        .merge(intake::routes(&state))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

@@ -2,6 +2,7 @@
 //! commands that talk to a running daemon's HTTP API.
 
 mod client;
+mod intake;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -85,6 +86,19 @@ enum Command {
         command: MailCommand,
         #[command(flatten)]
         remote: Remote,
+    },
+    /// A whistleblower's view: the public status of a report, by its receipt code.
+    Status {
+        /// The receipt code given at intake (`-`: read it from standard input).
+        #[arg(long)]
+        receipt: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reporters' identities: the key that seals them.
+    Identity {
+        #[command(subcommand)]
+        command: intake::IdentityCommand,
     },
     /// Show or move the daemon's manual clock (tests and demos).
     Clock {
@@ -267,6 +281,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Instances { command, remote } => instances(command, &remote).await,
         Command::Plugin { command } => plugin(command),
+        Command::Status { receipt, remote } => intake::status(&receipt, &remote).await,
+        Command::Identity { command } => intake::identity(command),
         Command::Events {
             command: EventCommand::Send { name, key, data },
             remote,

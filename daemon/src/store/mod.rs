@@ -14,6 +14,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::config::{Durability, StoreConfig};
 
+pub mod identity;
+
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
