@@ -61,7 +61,10 @@ fn get_as(d: &Daemon, path: &str, bearer: Option<&str>) -> (u16, Value) {
     let r = req.send().expect("GET");
     let status = r.status().as_u16();
     let text = r.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn post_raw(d: &Daemon, path: &str, body: &Value) -> (u16, String, Duration) {
@@ -105,6 +108,7 @@ fn complaint(with_reporter: bool) -> Value {
 struct Setup {
     daemon: Daemon,
     smtp: smtp::SmtpServer,
+    _keys: tempfile::TempDir,
 }
 
 fn setup(backend: Backend) -> Setup {
@@ -116,7 +120,11 @@ fn setup(backend: Backend) -> Setup {
         .arg(&key)
         .output()
         .expect("keygen");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let key_text = std::fs::read_to_string(&key).expect("key");
     let users = keydir.path().join("users.toml");
     std::fs::write(
@@ -146,9 +154,11 @@ fn setup(backend: Backend) -> Setup {
             ..Options::default()
         },
     );
-    // The users file and key folder must outlive the daemon's start only.
-    std::mem::forget(keydir);
-    Setup { daemon, smtp }
+    Setup {
+        daemon,
+        smtp,
+        _keys: keydir,
+    }
 }
 
 fn only_instance(d: &Daemon, skip: &[String]) -> String {
@@ -206,15 +216,14 @@ fn raw_store(d: &Daemon) -> String {
                 let mut conn = sqlx::PgConnection::connect(&d.store_url)
                     .await
                     .expect("connect");
-                let tables: Vec<String> = sqlx::query(
-                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
-                )
-                .fetch_all(&mut conn)
-                .await
-                .expect("tables")
-                .iter()
-                .map(|r| r.get::<String, _>("tablename"))
-                .collect();
+                let tables: Vec<String> =
+                    sqlx::query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                        .fetch_all(&mut conn)
+                        .await
+                        .expect("tables")
+                        .iter()
+                        .map(|r| r.get::<String, _>("tablename"))
+                        .collect();
                 assert!(tables.contains(&"identities".to_owned()), "{tables:?}");
                 let mut out = String::new();
                 for t in tables {
@@ -234,7 +243,11 @@ fn raw_store(d: &Daemon) -> String {
 }
 
 fn intake_end_to_end(backend: Backend) {
-    let Setup { mut daemon, smtp } = setup(backend);
+    let Setup {
+        mut daemon,
+        smtp,
+        _keys,
+    } = setup(backend);
     let d = &mut daemon;
 
     // Intake: a receipt code, shown once, of 32 characters in groups of four.
@@ -272,7 +285,10 @@ fn intake_end_to_end(backend: Backend) {
 
     // Public status as the workflow moves.
     let (code, v) = status_of(d, &receipt);
-    assert_eq!((code, v.clone()), (200, json!({ "status": "received", "feedback": null })));
+    assert_eq!(
+        (code, v.clone()),
+        (200, json!({ "status": "received", "feedback": null }))
+    );
     d.post(
         &format!("/v1/instances/{id}/signal"),
         &json!({ "name": "screened" }),
@@ -330,7 +346,10 @@ fn intake_end_to_end(backend: Backend) {
     // Every use of the identity is in the history with who and why, and nothing of it.
     let shown = d.instance(&id);
     let history = shown["history"].as_array().expect("history");
-    let reads: Vec<&Value> = history.iter().filter(|h| h["kind"] == "identity_read").collect();
+    let reads: Vec<&Value> = history
+        .iter()
+        .filter(|h| h["kind"] == "identity_read")
+        .collect();
     assert_eq!(reads.len(), 1, "{history:?}");
     assert_eq!(reads[0]["actor"], "user:reader");
     assert_eq!(reads[0]["detail"]["reason"], reason);
@@ -372,7 +391,11 @@ fn intake_end_to_end(backend: Backend) {
         .collect();
     assert_eq!(skipped.len(), 1, "{shown}");
     assert_eq!(skipped[0]["step"], "acknowledge");
-    let (code, _) = get_as(d, &format!("/v1/instances/{anon}/identity?reason=check"), Some(&reader));
+    let (code, _) = get_as(
+        d,
+        &format!("/v1/instances/{anon}/identity?reason=check"),
+        Some(&reader),
+    );
     assert_eq!(code, 404);
     assert_eq!(status_of(d, &anon_receipt).0, 200);
 
@@ -392,7 +415,9 @@ fn intake_end_to_end(backend: Backend) {
     let (_, _, t5) = post_raw(d, "/v1/public/status", &json!({ "receipt": unknown }));
     let wrong_t = t1.min(t4);
     let unknown_t = t2.min(t5);
-    eprintln!("status timing: wrong code {wrong_t:?}, unknown case {unknown_t:?}, malformed {t3:?}");
+    eprintln!(
+        "status timing: wrong code {wrong_t:?}, unknown case {unknown_t:?}, malformed {t3:?}"
+    );
     assert!(
         unknown_t * 3 > wrong_t && wrong_t * 3 > unknown_t,
         "timing tells the cases apart: wrong {wrong_t:?} vs unknown {unknown_t:?}"

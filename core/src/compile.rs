@@ -961,7 +961,10 @@ impl<'a> Compiler<'a> {
         // `reporter` is the whistleblower, resolved by the daemon from the sealed
         // identity: alone in `to`, so the address is never shown to anyone else.
         let raw = [n.to.as_slice(), n.cc.as_slice(), n.bcc.as_slice()];
-        if raw.iter().flat_map(|l| l.iter()).any(|r| r.trim() == "reporter")
+        if raw
+            .iter()
+            .flat_map(|l| l.iter())
+            .any(|r| r.trim() == "reporter")
             && (raw[0].len() != 1 || !raw[1].is_empty() || !raw[2].is_empty())
         {
             self.error(&sub("to"), "`reporter` must be the only recipient of its notification")

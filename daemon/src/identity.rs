@@ -72,7 +72,10 @@ impl Identity {
 
     /// The email address, when one was given.
     pub fn email(&self) -> Option<&str> {
-        self.email.as_deref().map(str::trim).filter(|e| !e.is_empty())
+        self.email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
     }
 }
 
@@ -121,9 +124,10 @@ impl IdentityKey {
         let raw = B64
             .decode(text.trim())
             .map_err(|_| IdentityError::Key("not valid base64".into()))?;
-        let bytes: [u8; 32] = raw.as_slice().try_into().map_err(|_| {
-            IdentityError::Key(format!("expected 32 bytes, found {}", raw.len()))
-        })?;
+        let bytes: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| IdentityError::Key(format!("expected 32 bytes, found {}", raw.len())))?;
         Ok(IdentityKey::from_bytes(&bytes))
     }
 
@@ -379,7 +383,10 @@ mod tests {
         assert_eq!(k.open("case-1", &sealed), Ok(alice()));
         // Nothing of the identity shows in the stored form.
         for field in [&sealed.nonce, &sealed.ciphertext, &sealed.key_id] {
-            assert!(!field.contains("Alice") && !field.contains("alice@"), "{field}");
+            assert!(
+                !field.contains("Alice") && !field.contains("alice@"),
+                "{field}"
+            );
         }
         // Wrong key.
         assert_eq!(
@@ -465,9 +472,14 @@ mod tests {
             let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-            assert!(matches!(IdentityKey::load(Some(&p)), Err(IdentityError::Key(m)) if m.contains("readable by others")));
+            assert!(
+                matches!(IdentityKey::load(Some(&p)), Err(IdentityError::Key(m)) if m.contains("readable by others"))
+            );
         }
-        assert!(keygen(&p).is_err(), "an existing key file is never replaced");
+        assert!(
+            keygen(&p).is_err(),
+            "an existing key file is never replaced"
+        );
     }
 
     #[test]

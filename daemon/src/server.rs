@@ -144,10 +144,10 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-        .with_graceful_shutdown(async move {
-            let _ = stop_http.wait_for(|s| *s).await;
-        })
-        .await?;
+    .with_graceful_shutdown(async move {
+        let _ = stop_http.wait_for(|s| *s).await;
+    })
+    .await?;
     engine.await?;
     sender.await?;
     signals.abort();

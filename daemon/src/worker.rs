@@ -501,7 +501,9 @@ impl Worker {
             ),
             true => match self.store.identity_for(instance).await {
                 Ok(Some(i)) if i.has_email => None,
-                Ok(Some(_)) => Some("the reporter gave no email address or asked not to be written to"),
+                Ok(Some(_)) => {
+                    Some("the reporter gave no email address or asked not to be written to")
+                }
                 Ok(None) => Some("anonymous report: the reporter cannot be written to"),
                 Err(e) => {
                     tracing::warn!(%instance, error = %e, "checking the reporter's identity failed; queuing the message");

@@ -59,17 +59,21 @@ impl Intake {
     pub fn new(cfg: &IntakeConfig, key: Option<IdentityKey>) -> Intake {
         Intake {
             per_address: RateLimiter::keyed(
-                Quota::with_period(std::time::Duration::from_secs(3600) / cfg.intake_per_hour.max(1))
-                    .expect("a positive period")
-                    .allow_burst(nz(cfg.intake_burst)),
+                Quota::with_period(
+                    std::time::Duration::from_secs(3600) / cfg.intake_per_hour.max(1),
+                )
+                .expect("a positive period")
+                .allow_burst(nz(cfg.intake_burst)),
             ),
             status_per_address: RateLimiter::keyed(
                 Quota::per_minute(nz(cfg.status_per_minute)).allow_burst(nz(cfg.status_burst)),
             ),
             per_receipt: RateLimiter::keyed(
-                Quota::with_period(std::time::Duration::from_secs(3600) / cfg.receipt_per_hour.max(1))
-                    .expect("a positive period")
-                    .allow_burst(nz(cfg.receipt_burst)),
+                Quota::with_period(
+                    std::time::Duration::from_secs(3600) / cfg.receipt_per_hour.max(1),
+                )
+                .expect("a positive period")
+                .allow_burst(nz(cfg.receipt_burst)),
             ),
             cfg: cfg.clone(),
             key,
@@ -208,7 +212,9 @@ impl ReporterBody {
         }
         if let Some(e) = &identity.email {
             let ok = e.len() <= 254
-                && !e.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
+                && !e.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>'
+                })
                 && e.split_once('@')
                     .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
             if !ok {
@@ -263,14 +269,24 @@ async fn intake(
     let now = s.worker.clock.now();
     let tree = s
         .worker
-        .tree(&workflow, Value::Object(input), None, INTAKE_ACTOR, None, now)
+        .tree(
+            &workflow,
+            Value::Object(input),
+            None,
+            INTAKE_ACTOR,
+            None,
+            now,
+        )
         .map_err(|e| match e {
             crate::worker::StartError::Invalid(m) => {
                 Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid complaint", m)
             }
             other => Problem::internal(other),
         })?;
-    let id = tree.first().map(|t| t.id.clone()).expect("a tree has a root");
+    let id = tree
+        .first()
+        .map(|t| t.id.clone())
+        .expect("a tree has a root");
     // A new lookup id in the unlikely case of a collision (40 bits).
     let mut receipt = Receipt::generate();
     while s.store().receipt_exists(&receipt.lookup).await? {
@@ -393,7 +409,9 @@ async fn read_identity(
         ));
     }
     if reason.chars().count() > 500 {
-        return Err(Problem::bad_request("the reason is longer than 500 characters"));
+        return Err(Problem::bad_request(
+            "the reason is longer than 500 characters",
+        ));
     }
     let Some(key) = s.intake.key() else {
         return Err(Problem::new(

@@ -62,11 +62,13 @@ impl Store {
 
     /// Whether a receipt lookup id is taken (a new code is drawn then).
     pub async fn receipt_exists(&self, lookup: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("SELECT 1 AS one FROM receipts WHERE lookup = $1")
-            .bind(lookup)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 AS one FROM receipts WHERE lookup = $1")
+                .bind(lookup)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
     }
 
     /// The instance and secret hash of a receipt lookup id.
