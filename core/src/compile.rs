@@ -959,6 +959,18 @@ impl<'a> Compiler<'a> {
             self.error(&sub("template"), "empty template name");
         }
         let mut lists: Vec<Vec<Recipient>> = Vec::new();
+        // `reporter` is the whistleblower, resolved by the daemon from the sealed
+        // identity: alone in `to`, so the address is never shown to anyone else.
+        let raw = [n.to.as_slice(), n.cc.as_slice(), n.bcc.as_slice()];
+        if raw
+            .iter()
+            .flat_map(|l| l.iter())
+            .any(|r| r.trim() == "reporter")
+            && (raw[0].len() != 1 || !raw[1].is_empty() || !raw[2].is_empty())
+        {
+            self.error(&sub("to"), "`reporter` must be the only recipient of its notification")
+                .hint("the reporter's address is confidential; send other recipients their own notification");
+        }
         for field in ["to", "cc", "bcc"] {
             let list = match field {
                 "to" => &n.to,

@@ -44,6 +44,12 @@ pub struct Config {
     /// What each role may do through the API (`[roles.NAME]`).
     #[serde(default)]
     pub roles: std::collections::BTreeMap<String, RoleConfig>,
+    /// Public complaint intake and status checks.
+    #[serde(default)]
+    pub intake: IntakeConfig,
+    /// The key that seals reporters' identities.
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 /// What one role permits (`[roles.NAME]`); a user's permissions are the union of their
@@ -69,6 +75,86 @@ pub struct RoleConfig {
     /// `read_identity`.
     #[serde(default)]
     pub admin: bool,
+}
+
+/// Public complaint intake (`POST /v1/public/intake`) and status checks by receipt code
+/// (`POST /v1/public/status`). Rate limits are kept in this daemon's memory, per client
+/// address (the TCP peer: behind a proxy, all clients share the proxy's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// The workflow each complaint starts; intake is off when unset.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Largest complaint body, in bytes.
+    #[serde(default = "default_intake_body")]
+    pub body_limit: usize,
+    /// Complaints accepted per client address per hour.
+    #[serde(default = "default_intake_per_hour")]
+    pub intake_per_hour: u32,
+    /// Complaints a client address may file in a burst.
+    #[serde(default = "default_intake_burst")]
+    pub intake_burst: u32,
+    /// Status checks per client address per minute.
+    #[serde(default = "default_status_per_minute")]
+    pub status_per_minute: u32,
+    /// Status checks a client address may make in a burst.
+    #[serde(default = "default_status_burst")]
+    pub status_burst: u32,
+    /// Status checks per receipt lookup id per hour (stops online guessing of one code).
+    #[serde(default = "default_receipt_per_hour")]
+    pub receipt_per_hour: u32,
+    /// Status checks of one lookup id in a burst.
+    #[serde(default = "default_receipt_burst")]
+    pub receipt_burst: u32,
+}
+
+fn default_intake_body() -> usize {
+    64 * 1024
+}
+fn default_intake_per_hour() -> u32 {
+    20
+}
+fn default_intake_burst() -> u32 {
+    5
+}
+fn default_status_per_minute() -> u32 {
+    10
+}
+fn default_status_burst() -> u32 {
+    10
+}
+fn default_receipt_per_hour() -> u32 {
+    12
+}
+fn default_receipt_burst() -> u32 {
+    6
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            workflow: None,
+            body_limit: default_intake_body(),
+            intake_per_hour: default_intake_per_hour(),
+            intake_burst: default_intake_burst(),
+            status_per_minute: default_status_per_minute(),
+            status_burst: default_status_burst(),
+            receipt_per_hour: default_receipt_per_hour(),
+            receipt_burst: default_receipt_burst(),
+        }
+    }
+}
+
+/// The identity key: a file with the base64 of 32 random bytes (`clearflow identity
+/// keygen FILE`), or the variable `CLEARFLOW_IDENTITY_KEY`, which wins. Never stored in
+/// the database.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The key file (mode 0600).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 /// The plugin host.

@@ -14,6 +14,7 @@
 //! - [`mailer`]: rendering notifications into the outbox and delivering it.
 //! - [`directory`]: users, their roles and addresses.
 //! - [`plugins`]: the declared WASM plugins, as the engine calls them.
+//! - [`identity`]: reporters' identities sealed at rest, and receipt codes.
 //!
 //! **Architecture invariant:** all IO of clearflow happens in this crate; decisions
 //! about instances are made by `clearflow_core::engine`, never here.
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod digest;
 pub mod directory;
+pub mod identity;
 pub mod mailer;
 pub mod plugins;
 pub mod provisional;

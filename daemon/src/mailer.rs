@@ -173,6 +173,20 @@ pub struct Mailer {
     pub wake: Arc<Notify>,
     /// Metrics.
     pub counters: MailCounters,
+    /// Opens reporters' identities for `to: reporter` (see [`REPORTER`]).
+    identity_key: Option<crate::identity::IdentityKey>,
+}
+
+/// The recipient that stands for the whistleblower of the case. The outbox row keeps this
+/// word, never the address: the address is decrypted only to hand the message to the
+/// transport, and that use is recorded.
+pub const REPORTER: &str = "reporter";
+
+/// Whether a notification names the reporter, and if so whether the reporter is its only
+/// recipient (the address must not be shown to anyone else in `To` or `Cc`).
+pub fn reporter_recipient(to: &[String], cc: &[String], bcc: &[String]) -> Option<bool> {
+    let named = to.iter().chain(cc).chain(bcc).any(|r| r.trim() == REPORTER);
+    named.then(|| to.len() == 1 && cc.is_empty() && bcc.is_empty())
 }
 
 impl Mailer {
@@ -193,7 +207,55 @@ impl Mailer {
             node_id,
             wake,
             counters: MailCounters::default(),
+            identity_key: None,
         })
+    }
+
+    /// The same sender, able to deliver `to: reporter` with `key`.
+    pub fn with_identity_key(self, key: Option<crate::identity::IdentityKey>) -> Mailer {
+        Mailer {
+            identity_key: key,
+            ..self
+        }
+    }
+
+    /// The reporter's address for a message `to: reporter`, with the use recorded.
+    /// Errors are dead-letter reasons and never contain identity data.
+    async fn reporter_address(&self, m: &NewMail) -> Result<String, String> {
+        let instance = m
+            .instance_id
+            .as_deref()
+            .ok_or("a message to `reporter` must belong to an instance")?;
+        let key = self
+            .identity_key
+            .as_ref()
+            .ok_or("no identity key is configured, so the reporter's address cannot be read")?;
+        let stored = self
+            .store
+            .identity_for(instance)
+            .await
+            .map_err(|e| format!("reading the reporter's identity: {e}"))?
+            .ok_or("the report is anonymous: there is no address to write to")?;
+        if !stored.has_email {
+            return Err("the reporter gave no email address or asked not to be written to".into());
+        }
+        self.store
+            .record_identity_use(
+                &stored.instance_id,
+                "system:mailer",
+                "identity.used_for_mail",
+                &json!({ "mail": m.id, "step": m.step, "from_instance": instance }),
+                ms(self.clock.now()),
+            )
+            .await
+            .map_err(|e| format!("recording the use of the reporter's identity: {e}"))?;
+        let identity = key
+            .open(&stored.instance_id, &stored.sealed)
+            .map_err(|e| e.to_string())?;
+        identity
+            .email()
+            .map(str::to_owned)
+            .ok_or_else(|| "the reporter gave no email address".to_owned())
     }
 
     /// The delay before attempt `attempts + 1`, with up to 20% jitter fixed by the id.
@@ -285,11 +347,44 @@ impl Mailer {
             tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class, "mail is a dead letter");
             return MailOutcome::Dead(reason);
         }
+        let mut to = m.to.clone();
+        let mut secret: Option<String> = None;
+        match reporter_recipient(&m.to, &m.cc, &m.bcc) {
+            None => {}
+            Some(false) => {
+                self.counters.dead.fetch_add(1, Relaxed);
+                return MailOutcome::Dead(
+                    "`reporter` must be the only recipient of its message".into(),
+                );
+            }
+            Some(true) => match self.reporter_address(m).await {
+                Ok(address) => {
+                    to = vec![address.clone()];
+                    secret = Some(address);
+                }
+                Err(reason) => {
+                    self.counters.dead.fetch_add(1, Relaxed);
+                    tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "dead letter: {reason}");
+                    return MailOutcome::Dead(reason);
+                }
+            },
+        }
+        // The server's reply may quote the recipient; the reporter's address must not
+        // reach the outbox row or the log.
+        let scrub = |reply: String| match &secret {
+            Some(a) if reply.to_lowercase().contains(&a.to_lowercase()) => {
+                let code: String = reply.chars().take_while(char::is_ascii_digit).collect();
+                format!("{code} (the reply quoted the reporter's address and is withheld)")
+                    .trim_start()
+                    .to_owned()
+            }
+            _ => reply,
+        };
         let mail = clearflow_mail::Mail {
             id: m.id.clone(),
             message_id: m.message_id.clone(),
             from: m.from.clone(),
-            to: m.to.clone(),
+            to,
             cc: m.cc.clone(),
             bcc: m.bcc.clone(),
             subject: m.subject.clone(),
@@ -297,11 +392,16 @@ impl Mailer {
             html: m.html.clone(),
             headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
         };
-        match self.transport.send(&mail).await {
-            Ok(d) => {
+        let result = self.transport.send(&mail).await;
+        drop(mail);
+        match result.map(|d| scrub(d.reply)).map_err(|mut e| {
+            e.reply = scrub(std::mem::take(&mut e.reply));
+            e
+        }) {
+            Ok(reply) => {
                 self.counters.sent.fetch_add(1, Relaxed);
                 tracing::info!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "mail sent");
-                MailOutcome::Sent(d.reply)
+                MailOutcome::Sent(reply)
             }
             Err(e) if e.is_temporary() && attempts + 1 < i64::from(self.cfg.max_attempts) => {
                 self.counters.retried.fetch_add(1, Relaxed);
@@ -320,5 +420,32 @@ impl Mailer {
                 MailOutcome::Dead(why)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod reporter_tests {
+    use super::reporter_recipient;
+
+    fn v(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_reporter_is_written_to_alone() {
+        assert_eq!(reporter_recipient(&v(&["a@x.org"]), &[], &[]), None);
+        assert_eq!(reporter_recipient(&v(&["reporter"]), &[], &[]), Some(true));
+        assert_eq!(
+            reporter_recipient(&v(&["reporter", "a@x.org"]), &[], &[]),
+            Some(false)
+        );
+        assert_eq!(
+            reporter_recipient(&v(&["reporter"]), &v(&["a@x.org"]), &[]),
+            Some(false)
+        );
+        assert_eq!(
+            reporter_recipient(&v(&["a@x.org"]), &[], &v(&["reporter"])),
+            Some(false)
+        );
     }
 }

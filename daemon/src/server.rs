@@ -51,6 +51,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         api::caller::Auth::new(cfg.roles.clone())
             .map_err(|errors| anyhow::anyhow!("roles: {}", errors.join("; ")))?,
     );
+    let identity_key = api::intake::load_key(&cfg)?;
     let host = Arc::new(
         clearflow_plugin_host::Host::new(&cfg.plugin_host.cache_dir)
             .context("starting the plugin host")?,
@@ -99,7 +100,8 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
             worker.node_id.clone(),
             worker.mail_wake.clone(),
         )
-        .context("mail transport")?,
+        .context("mail transport")?
+        .with_identity_key(identity_key.clone()),
     );
 
     let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
@@ -146,13 +148,18 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         body_limit: cfg.server.body_limit,
         scheduler,
         auth,
+        intake: Arc::new(api::intake::Intake::new(&cfg.intake, identity_key)),
     });
     let mut stop_http = stop_rx.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop_http.wait_for(|s| *s).await;
-        })
-        .await?;
+    // The peer address feeds the per-address rate limits of the public endpoints.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop_http.wait_for(|s| *s).await;
+    })
+    .await?;
     engine.await?;
     sender.await?;
     cron.await?;

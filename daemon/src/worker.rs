@@ -494,6 +494,15 @@ impl Worker {
                 locale,
                 data,
             } => {
+                if let Some(note) = self.reporter_skip(&inst.id, &to, &cc, &bcc) {
+                    adv.history.push(NewHistory {
+                        kind: "mail_skipped".into(),
+                        step: Some(step),
+                        detail: json!({ "template": template, "reason": note }).to_string(),
+                        actor: "system".into(),
+                    });
+                    return;
+                }
                 // Agendas and digests: the step's lists, read from the store now.
                 let mut data = data;
                 let mut list_error = None;
@@ -571,6 +580,38 @@ impl Worker {
                 adv.tasks.push(TaskOp::Reassign(i64::from(task), role))
             }
             Effect::ReopenTask { task, .. } => adv.tasks.push(TaskOp::Reopen(i64::from(task))),
+        }
+    }
+
+    /// Why a notification `to: reporter` is not queued, if it is not: the report is
+    /// anonymous (or gave no address), or the reporter is not the only recipient. A
+    /// store failure here queues the message anyway; the sender checks again and makes a
+    /// dead letter if there is no address.
+    fn reporter_skip(
+        &self,
+        instance: &str,
+        to: &[String],
+        cc: &[String],
+        bcc: &[String],
+    ) -> Option<&'static str> {
+        match crate::mailer::reporter_recipient(to, cc, bcc)? {
+            false => Some(
+                "`reporter` must be the only recipient: the reporter's address is shown to no one else",
+            ),
+            // On the blocking pool, within the runtime (see `advance_all`).
+            true => match tokio::runtime::Handle::current()
+                .block_on(self.store.identity_for(instance))
+            {
+                Ok(Some(i)) if i.has_email => None,
+                Ok(Some(_)) => {
+                    Some("the reporter gave no email address or asked not to be written to")
+                }
+                Ok(None) => Some("anonymous report: the reporter cannot be written to"),
+                Err(e) => {
+                    tracing::warn!(%instance, error = %e, "checking the reporter's identity failed; queuing the message");
+                    None
+                }
+            },
         }
     }
 

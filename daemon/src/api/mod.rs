@@ -4,6 +4,7 @@
 //! response carries only that id, never database or file details.
 
 pub mod caller;
+pub mod intake;
 
 use std::sync::Arc;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     /// The roles and what they permit.
     pub auth: Arc<caller::Auth>,
+    /// Public intake, status checks and the identity key.
+    pub intake: intake::Shared,
 }
 
 impl AppState {
@@ -131,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .merge(schedules::routes())
         .route("/v1/audit", get(audit_log))
         .merge(tasks::routes())
+        .merge(intake::routes(&state))
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod intake;
 mod schedules;
 mod tasks;
 
@@ -122,6 +123,19 @@ enum Command {
         /// The configuration file (as for `serve`).
         #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
         config: Option<PathBuf>,
+    },
+    /// A whistleblower's view: the public status of a report, by its receipt code.
+    Status {
+        /// The receipt code given at intake (`-`: read it from standard input).
+        #[arg(long)]
+        receipt: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Reporters' identities: the key that seals them.
+    Identity {
+        #[command(subcommand)]
+        command: intake::IdentityCommand,
     },
     /// Show or move the daemon's manual clock (tests and demos).
     Clock {
@@ -311,6 +325,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedules { command, remote } => schedules::run(command, &remote).await,
         Command::Tasks { command, remote } => tasks::run(command, &remote).await,
         Command::Plugin { command } => plugin(command),
+        Command::Status { receipt, remote } => intake::status(&receipt, &remote).await,
+        Command::Identity { command } => intake::identity(command),
         Command::Events {
             command: EventCommand::Send { name, key, data },
             remote,

@@ -25,6 +25,7 @@ pub use audit::{AuditEvent, AuditRecord, Breach, Verification};
 pub use auth::{IssuedToken, TOKEN_PREFIX, TokenRecord, hash_secret, parse_token, secret_matches};
 mod tasks;
 pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow};
+pub mod identity;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
