@@ -8,14 +8,12 @@
 
 mod support;
 
-#[path = "../mail/tests/support/smtp.rs"]
-mod smtp;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::smtp;
 use support::{BIN, Backend, Daemon, Options};
 
 const NAME: &str = "Qiuyue Zhangfeng-Recognisable";

@@ -319,7 +319,7 @@ fn sigkill_mid_send_loses_nothing(backend: Backend) {
         "all {N} were delivered before the kill: the test proves nothing"
     );
     // The killed daemon's claims run out after their lease (two minutes on its clock).
-    d.clock_start = d.clock_start + TimeDelta::minutes(10);
+    d.clock_start += TimeDelta::minutes(10);
     d.restart();
     d.wait_until(
         "all 500 messages are recorded as sent",

@@ -3,8 +3,6 @@
 //! conflicts, reminders and escalation delivered to a real SMTP server, escalation by
 //! reassignment and by routing, and tasks closed when their branch is cancelled.
 
-#[path = "../mail/tests/support/smtp.rs"]
-mod smtp;
 mod support;
 
 use std::cell::RefCell;
@@ -14,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
+use support::smtp;
 use support::{Backend, Daemon, Options};
 
 fn fixtures() -> PathBuf {

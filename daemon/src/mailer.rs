@@ -186,7 +186,7 @@ pub const REPORTER: &str = "reporter";
 /// recipient (the address must not be shown to anyone else in `To` or `Cc`).
 pub fn reporter_recipient(to: &[String], cc: &[String], bcc: &[String]) -> Option<bool> {
     let named = to.iter().chain(cc).chain(bcc).any(|r| r.trim() == REPORTER);
-    named.then(|| to.len() == 1 && cc.is_empty() && bcc.is_empty())
+    named.then_some(to.len() == 1 && cc.is_empty() && bcc.is_empty())
 }
 
 impl Mailer {

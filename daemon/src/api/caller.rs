@@ -417,7 +417,7 @@ mod tests {
             [("boss".to_owned(), role(&[], false, false, true, true))]
                 .into_iter()
                 .collect();
-        let errors = check_roles(&config).err().expect("refused");
+        let errors = check_roles(&config).expect_err("refused");
         assert!(errors[0].contains("role `boss`"), "{errors:?}");
     }
 

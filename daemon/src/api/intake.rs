@@ -134,6 +134,8 @@ fn too_many(wait: std::time::Duration) -> Response {
     r
 }
 
+// The refusal is the handler's whole answer, so it is a `Response` (not worth boxing).
+#[allow(clippy::result_large_err)]
 fn check<K: std::hash::Hash + Eq + Clone>(
     limiter: &DefaultKeyedRateLimiter<K>,
     key: &K,

@@ -97,12 +97,11 @@ fn visible(c: &Caller, t: &TaskRow) -> bool {
 }
 
 /// Listing and showing tasks needs acting on them or reading instances.
-fn may_look(c: &Caller) -> Result<(), Response> {
+fn may_look(c: &Caller) -> Result<(), Problem> {
     if c.can(&Permission::ReadInstances) {
         return Ok(());
     }
     c.require(&Permission::ActOnTasks)
-        .map_err(IntoResponse::into_response)
 }
 
 #[derive(Deserialize)]
@@ -122,7 +121,7 @@ struct ListQuery {
 }
 
 async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Reply {
-    may_look(&caller)?;
+    may_look(&caller).map_err(IntoResponse::into_response)?;
     let bad = |m: String| problem(StatusCode::BAD_REQUEST, "bad request", m);
     let status = match q.status.as_deref() {
         None => Some("open".to_owned()),
@@ -197,7 +196,7 @@ async fn visible_task(s: &AppState, caller: &Caller, id: &str) -> Result<TaskRow
 }
 
 async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
-    may_look(&caller)?;
+    may_look(&caller).map_err(IntoResponse::into_response)?;
     let t = visible_task(&s, &caller, &id).await?;
     let now = ms(s.worker.clock.now());
     let mut v = view(&t, now);
