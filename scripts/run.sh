@@ -17,6 +17,10 @@ if [[ -x plugins/build.sh ]]; then
 fi
 cargo build --release --locked -p clearflow
 mkdir -p var
+# The key that seals whistleblowers' identities, made once (back it up apart from var/).
+if [[ ! -e var/identity.key && -z "${CLEARFLOW_IDENTITY_KEY:-}" ]]; then
+    target/release/clearflow identity keygen var/identity.key
+fi
 # The shipped configuration plus the built-in plugins pinned to the hashes just built.
 { cat config/clearflow.toml; scripts/plugin-config.sh; } > var/clearflow.toml
 exec target/release/clearflow serve --config var/clearflow.toml "$@"
