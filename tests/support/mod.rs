@@ -223,6 +223,16 @@ impl Daemon {
 
     /// Starts a daemon with extra settings.
     pub fn start_with(backend: Backend, workflows: &Path, options: Options) -> Daemon {
+        Daemon::start_with_clock(backend, workflows, options, epoch())
+    }
+
+    /// Starts a daemon with extra settings and its manual clock at `clock_start`.
+    pub fn start_with_clock(
+        backend: Backend,
+        workflows: &Path,
+        options: Options,
+        clock_start: DateTime<Utc>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("clearflow-e2e")
             .tempdir()
@@ -246,7 +256,7 @@ impl Daemon {
             dir,
             port: free_port(),
             store_url,
-            clock_start: epoch(),
+            clock_start,
             options,
             child: None,
             starts: 0,
