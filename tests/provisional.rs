@@ -34,7 +34,21 @@ fn provisional_deadline_is_recomputed_on_reload(backend: Backend) {
     // Monday 2026-12-07 09:00 in Shanghai: thirty working days end in January 2027.
     d.set_clock(at("2026-12-07T01:00:00Z"));
     let (id, _) = d.start_instance("late", &json!({}), None);
+    let (task_instance, _) = d.start_instance("late-task", &json!({}), None);
     d.settle();
+    let task_row = |d: &Daemon| {
+        let v = d.get(&format!("/v1/tasks?instance={task_instance}"));
+        v["items"][0].clone()
+    };
+    let task = task_row(&d);
+    assert_eq!(task["provisional"], json!(true), "{task}");
+    assert_eq!(task["due"], json!("2027-01-18T15:59:59.999+00:00"));
+    let shown = d.instance(&task_instance);
+    assert_eq!(
+        shown["provisional_tasks"].as_object().map(|m| m.len()),
+        Some(1),
+        "{shown:#}"
+    );
 
     // Weekends only: New Year's Day 2027 counts as a working day, so Monday 18 January.
     let provisional_at = at("2027-01-18T15:59:59.999Z").timestamp_millis();
@@ -53,7 +67,7 @@ fn provisional_deadline_is_recomputed_on_reload(backend: Backend) {
         "{text}"
     );
     let warnings = |d: &Daemon| d.logs().matches("provisional deadline:").count();
-    assert_eq!(warnings(&d), 1, "one warning per instance and step");
+    assert_eq!(warnings(&d), 2, "one warning per instance and step");
 
     // A reload without a calendar change recomputes nothing.
     d.signal("HUP");
@@ -89,7 +103,19 @@ fn provisional_deadline_is_recomputed_on_reload(backend: Backend) {
     assert_eq!(shown["provisional"], json!({}), "no longer provisional");
     let text = d.cli_ok(&["instances", "show", &id]);
     assert!(!text.contains("provisional deadlines"), "{text}");
-    assert_eq!(warnings(&d), 1);
+    assert_eq!(warnings(&d), 2);
+    // The task's due date moved by the same day and is no longer provisional; its
+    // reminder moved with it (two working days before: the start of Friday 15 January).
+    d.wait_until("the task is rescheduled", Duration::from_secs(30), |d| {
+        task_row(d)["provisional"] == json!(false)
+    });
+    assert_eq!(task_row(&d)["due"], json!("2027-01-19T15:59:59.999+00:00"));
+    let shown = d.instance(&task_instance);
+    assert_eq!(shown["provisional_tasks"], json!({}));
+    assert!(
+        timers(&shown).contains(&at("2027-01-14T16:00:00Z").timestamp_millis()),
+        "{shown:#}"
+    );
 
     // The old date passes without effect; the new one ends the wait.
     d.set_clock(at("2027-01-18T16:00:00Z"));

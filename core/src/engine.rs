@@ -76,6 +76,9 @@ pub struct Provisional {
     /// Provisional timers by timer id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timers: BTreeMap<u32, ProvisionalTimer>,
+    /// Open tasks whose due date is provisional, by task number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<u32, ProvisionalDue>,
     /// Steps that have computed a provisional deadline (each is reported once).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub reported: std::collections::BTreeSet<String>,
@@ -84,8 +87,21 @@ pub struct Provisional {
 impl Provisional {
     /// Whether nothing is or was provisional.
     pub fn is_empty(&self) -> bool {
-        self.timers.is_empty() && self.reported.is_empty()
+        self.timers.is_empty() && self.tasks.is_empty() && self.reported.is_empty()
     }
+}
+
+/// A task's provisional due date and how to compute it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvisionalDue {
+    /// The task step.
+    pub step: String,
+    /// The time the duration is counted from (the task's creation).
+    pub from: DateTime<Utc>,
+    /// The duration as written (`15wd`).
+    pub span: String,
+    /// The provisional due date.
+    pub at: DateTime<Utc>,
 }
 
 /// One provisional timer and how to compute it again.
@@ -449,6 +465,16 @@ pub enum Effect {
         task: u32,
         /// The new candidate role.
         role: String,
+    },
+    /// An open task's due date moved (a provisional date recomputed on new calendars);
+    /// its reminders and escalation were re-armed relative to it.
+    RescheduleTask {
+        /// Task number.
+        task: u32,
+        /// The new due date.
+        due: DateTime<Utc>,
+        /// Whether it is still provisional.
+        provisional: bool,
     },
     /// A completion or rejection was refused by the engine: the task is open again.
     ReopenTask {
@@ -828,9 +854,11 @@ impl<'a> Run<'a> {
         });
     }
 
-    /// Recomputes every provisional timer: a timer whose time changed is cancelled and
-    /// armed again at the new time; one the calendars now cover is no longer provisional.
+    /// Recomputes every provisional timer and task due date: a timer whose time changed
+    /// is cancelled and armed again at the new time (a task's reminders and escalation
+    /// move with its due date); one the calendars now cover is no longer provisional.
     fn recalendar(&mut self) {
+        self.recalendar_tasks();
         let timers: Vec<(u32, ProvisionalTimer)> = self
             .inst
             .provisional
@@ -919,15 +947,20 @@ impl<'a> Run<'a> {
                     at,
                 },
             );
-            if self.inst.provisional.reported.insert(step.clone()) {
-                self.log(
-                    "deadline_provisional",
-                    Some(&step),
-                    json!({"span": span.to_string(), "until": at, "calendar": self.wf.calendar}),
-                );
-            }
+            self.report_provisional(&step, span, at);
         }
         Ok((timer, at, provisional))
+    }
+
+    /// Records the first provisional deadline of `step` in the history.
+    fn report_provisional(&mut self, step: &str, span: &clearflow_time::Span, at: DateTime<Utc>) {
+        if self.inst.provisional.reported.insert(step.to_owned()) {
+            self.log(
+                "deadline_provisional",
+                Some(step),
+                json!({"span": span.to_string(), "until": at, "calendar": self.wf.calendar}),
+            );
+        }
     }
 
     fn stale(&mut self, what: &str, token: u32) {

@@ -2155,3 +2155,114 @@ fn a_cancelled_branch_closes_its_task_and_its_timers() {
         "#,
     );
 }
+
+#[test]
+fn a_provisional_task_due_date_moves_with_its_reminders_when_the_calendar_is_extended() {
+    let wf = compile(
+        r#"
+id: late-task
+calendar: cn-mainland
+roles: [handler, leader]
+steps:
+  - id: answer
+    task:
+      role: handler
+      due: 30wd
+      remind: [-2wd]
+      follow_up: 1d
+      escalate: { after: 1wd, notify: leader }
+  - end: done
+"#,
+    );
+    // Monday 2026-12-07 09:00 in Shanghai: the due date is counted on weekends only
+    // into January 2027, as for the wait above: Monday 18 January.
+    let start = "2026-12-07T01:00:00Z";
+    let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, at(start)).unwrap();
+    let t = step(&wf, &mut inst, Event::Start, start, &CALENDARS);
+    let provisional_due = at("2027-01-18T15:59:59.999999999Z");
+    let created = t
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::CreateTask {
+                task,
+                due,
+                provisional,
+                ..
+            } => Some((*task, *due, *provisional)),
+            _ => None,
+        })
+        .expect("a task");
+    assert_eq!((created.1, created.2), (Some(provisional_due), true));
+    let task = created.0;
+    assert!(kinds(&t).contains(&"deadline_provisional answer".to_owned()));
+    assert_eq!(inst.provisional.tasks[&task].at, provisional_due);
+    let before = inst.tasks[&task].timers.clone();
+    assert_eq!(
+        before.len(),
+        3,
+        "reminder, follow-up, escalation: {before:?}"
+    );
+
+    // The administrator adds 2027 (New Year's Day a holiday): one working day later.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Recalendar,
+        "2026-12-20T01:00:00Z",
+        &CALENDARS_2027,
+    );
+    let due = at("2027-01-19T15:59:59.999999999Z");
+    assert!(t.effects.contains(&Effect::RescheduleTask {
+        task,
+        due,
+        provisional: false
+    }));
+    let cancelled: Vec<u32> = t
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::CancelTimer { timer } => Some(*timer),
+            _ => None,
+        })
+        .collect();
+    let armed: Vec<DateTime<Utc>> = t
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::ArmTimer { at, .. } => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancelled.len(), 2, "the reminder and the escalation move");
+    assert_eq!(armed.len(), 2);
+    // Two working days before Tuesday 19 January: the start of Friday 15 January (Shanghai);
+    // one working day after it: the end of the 20th.
+    assert!(armed.contains(&at("2027-01-14T16:00:00Z")), "{armed:?}");
+    assert!(
+        armed.contains(&at("2027-01-20T15:59:59.999999999Z")),
+        "{armed:?}"
+    );
+    let follow_up = before
+        .iter()
+        .find(|(_, k)| format!("{k:?}") == "FollowUp")
+        .map(|(id, _)| *id)
+        .expect("follow-up timer");
+    assert!(
+        !cancelled.contains(&follow_up),
+        "the follow-up keeps its own date"
+    );
+    assert_eq!(inst.tasks[&task].due, Some(due));
+    assert!(inst.provisional.tasks.is_empty(), "no longer provisional");
+    assert!(kinds(&t).contains(&"deadline_recomputed answer".to_owned()));
+
+    // A second reload changes nothing.
+    let t = step(
+        &wf,
+        &mut inst,
+        Event::Recalendar,
+        "2026-12-21T01:00:00Z",
+        &CALENDARS_2027,
+    );
+    assert_eq!((t.effects.len(), t.history.len()), (0, 0));
+}

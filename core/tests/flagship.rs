@@ -254,6 +254,11 @@ impl Sim {
                         t.role = Some(role.clone());
                     }
                 }
+                Effect::RescheduleTask { task, due, .. } => {
+                    for t in self.tasks.iter_mut().filter(|t| t.no == task) {
+                        t.due = Some(due);
+                    }
+                }
                 Effect::ReopenTask { task, reasons } => {
                     panic!("{}: task {task} refused: {reasons:?}", self.wf.id)
                 }

@@ -580,6 +580,13 @@ impl Worker {
                 adv.tasks.push(TaskOp::Reassign(i64::from(task), role))
             }
             Effect::ReopenTask { task, .. } => adv.tasks.push(TaskOp::Reopen(i64::from(task))),
+            Effect::RescheduleTask {
+                task,
+                due,
+                provisional,
+            } => adv
+                .tasks
+                .push(TaskOp::Reschedule(i64::from(task), ms(due), provisional)),
         }
     }
 

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Effect, Flow, Instance, Run, Wait};
+use super::{Effect, Flow, Instance, ProvisionalDue, Run, Wait};
 use crate::workflow::{Node, NodeKind, TaskStep, Workflow};
 
 /// An open task as the instance remembers it, for reminders and escalation.
@@ -325,25 +325,21 @@ impl<'a> Run<'a> {
             Some(step),
             json!({"task": task, "role": t.role, "due": due}),
         );
-        let now = self.env.now;
-        let mut timers = BTreeMap::new();
-        if let Some(due) = due {
-            let mut plan: Vec<(DateTime<Utc>, TaskTimer)> = Vec::new();
-            for span in &t.remind {
-                plan.push((self.deadline_from(due, span)?.0, TaskTimer::Remind));
-            }
-            if let Some(every) = &t.remind_every {
-                plan.push((self.deadline_from(due, every)?.0, TaskTimer::Repeat));
-            }
-            if let Some(e) = &t.escalate {
-                plan.push((self.deadline_from(due, &e.after)?.0, TaskTimer::Escalate));
-            }
-            for (at, kind) in plan {
-                // A reminder whose time has already passed at creation is not sent late.
-                if at > now || kind != TaskTimer::Remind {
-                    timers.insert(self.arm(at.max(now)), kind);
-                }
-            }
+        let mut timers = match due {
+            Some(due) => self.arm_due_timers(t, due)?,
+            None => BTreeMap::new(),
+        };
+        if let (Some(span), Some(at), true) = (&t.due, due, provisional) {
+            self.inst.provisional.tasks.insert(
+                task,
+                ProvisionalDue {
+                    step: step.to_owned(),
+                    from: self.env.now,
+                    span: span.to_string(),
+                    at,
+                },
+            );
+            self.report_provisional(step, span, at);
         }
         if let Some(at) = follow_up {
             timers.insert(self.arm(at), TaskTimer::FollowUp);
@@ -366,8 +362,131 @@ impl<'a> Run<'a> {
         Ok(Flow::Wait)
     }
 
+    /// Arms the reminders, the repeating reminder and the escalation of a task due at
+    /// `due`; returns them by timer id.
+    fn arm_due_timers(
+        &mut self,
+        t: &TaskStep,
+        due: DateTime<Utc>,
+    ) -> Result<BTreeMap<u32, TaskTimer>, String> {
+        let now = self.env.now;
+        let mut plan: Vec<(DateTime<Utc>, TaskTimer)> = Vec::new();
+        for span in &t.remind {
+            plan.push((self.deadline_from(due, span)?.0, TaskTimer::Remind));
+        }
+        if let Some(every) = &t.remind_every {
+            plan.push((self.deadline_from(due, every)?.0, TaskTimer::Repeat));
+        }
+        if let Some(e) = &t.escalate {
+            plan.push((self.deadline_from(due, &e.after)?.0, TaskTimer::Escalate));
+        }
+        let mut timers = BTreeMap::new();
+        for (at, kind) in plan {
+            // A reminder whose time has already passed is not sent late.
+            if at > now || kind != TaskTimer::Remind {
+                timers.insert(self.arm(at.max(now)), kind);
+            }
+        }
+        Ok(timers)
+    }
+
+    /// Recomputes the provisional due dates of open tasks with the calendars of the
+    /// moment: a changed date moves the task's reminders and escalation (not its
+    /// follow-up, which has its own span) and is announced as `RescheduleTask`.
+    pub(super) fn recalendar_tasks(&mut self) {
+        let dues: Vec<(u32, ProvisionalDue)> = self
+            .inst
+            .provisional
+            .tasks
+            .iter()
+            .map(|(n, p)| (*n, p.clone()))
+            .collect();
+        for (task, p) in dues {
+            let Some(open) = self.inst.tasks.get(&task).cloned() else {
+                self.inst.provisional.tasks.remove(&task);
+                continue;
+            };
+            let node = self
+                .inst
+                .tokens
+                .get(&open.token)
+                .map(|tok| self.wf.node(tok.node));
+            let Some(NodeKind::Task(t)) = node.map(|n| &n.kind) else {
+                self.inst.provisional.tasks.remove(&task);
+                continue;
+            };
+            let computed = p
+                .span
+                .parse::<clearflow_time::Span>()
+                .map_err(|e| e.to_string())
+                .and_then(|span| self.deadline_from(p.from, &span));
+            let (due, provisional) = match computed {
+                Ok(d) => d,
+                Err(e) => {
+                    self.log(
+                        "deadline_not_recomputed",
+                        Some(&p.step),
+                        json!({"task": task, "error": e}),
+                    );
+                    continue;
+                }
+            };
+            if due != p.at {
+                let moving: Vec<u32> = open
+                    .timers
+                    .iter()
+                    .filter(|(_, kind)| **kind != TaskTimer::FollowUp)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for timer in &moving {
+                    self.out.effects.push(Effect::CancelTimer { timer: *timer });
+                }
+                let armed = match self.arm_due_timers(t, due) {
+                    Ok(armed) => armed,
+                    Err(e) => {
+                        self.log(
+                            "deadline_not_recomputed",
+                            Some(&p.step),
+                            json!({"task": task, "error": e}),
+                        );
+                        BTreeMap::new()
+                    }
+                };
+                if let Some(o) = self.inst.tasks.get_mut(&task) {
+                    o.timers.retain(|id, _| !moving.contains(id));
+                    o.timers.extend(armed);
+                    o.due = Some(due);
+                }
+            }
+            if due != p.at || !provisional {
+                self.out.effects.push(Effect::RescheduleTask {
+                    task,
+                    due,
+                    provisional,
+                });
+            }
+            if provisional {
+                self.inst.provisional.tasks.insert(
+                    task,
+                    ProvisionalDue {
+                        at: due,
+                        ..p.clone()
+                    },
+                );
+            } else {
+                self.inst.provisional.tasks.remove(&task);
+            }
+            self.log(
+                "deadline_recomputed",
+                Some(&p.step),
+                json!({"task": task, "span": p.span, "was": p.at, "until": due, "provisional": provisional}),
+            );
+        }
+    }
+
     /// Drops an open task's record and cancels its timers.
     pub(super) fn forget_task(&mut self, task: u32) {
+        self.inst.provisional.tasks.remove(&task);
         if let Some(open) = self.inst.tasks.remove(&task) {
             for timer in open.timers.into_keys() {
                 self.out.effects.push(Effect::CancelTimer { timer });

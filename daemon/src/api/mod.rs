@@ -386,6 +386,7 @@ async fn show_instance(
         "links": state.get("links"),
         "waiting": state.get("tokens"),
         "provisional": state.pointer("/provisional/timers").cloned().unwrap_or_else(|| json!({})),
+        "provisional_tasks": state.pointer("/provisional/tasks").cloned().unwrap_or_else(|| json!({})),
         "pending": pending,
         "children": children,
         "history": history,

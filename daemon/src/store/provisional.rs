@@ -6,11 +6,11 @@ use sqlx::Row;
 use super::{Store, StoreError};
 
 impl Store {
-    /// Running instances whose state holds a provisional timer (a deadline computed past
-    /// the last year its calendar covers), oldest first.
+    /// Running instances whose state holds a provisional timer or task due date (a
+    /// deadline computed past the last year its calendar covers), oldest first.
     ///
-    /// Found by their state's JSON (`"provisional":{"timers":…}`, which the engine writes
-    /// only while such a timer exists) rather than by a column the hot commit path would
+    /// Found by their state's JSON (`"provisional":{"timers":…` or `{"tasks":…`, which
+    /// the engine writes only while such a deadline exists) rather than by a column the hot commit path would
     /// have to maintain: this runs once per calendar change, about once a year. A false
     /// match (instance data that happens to hold the same text) only costs a
     /// `Recalendar` event that finds nothing to do.
@@ -18,7 +18,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id FROM instances WHERE status = 'running' AND state LIKE $1 ORDER BY created_at, id",
         )
-        .bind("%\"provisional\":{\"timers\":%")
+        // `timers` or `tasks` (due dates) comes first when either is not empty.
+        .bind("%\"provisional\":{\"t%")
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

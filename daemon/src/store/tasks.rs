@@ -49,6 +49,9 @@ pub enum TaskOp {
     Reassign(i64, String),
     /// The engine refused a completion or rejection: open the task again.
     Reopen(i64),
+    /// The open task's due date moved (recomputed on new calendars): `(task, due ms,
+    /// still provisional)`.
+    Reschedule(i64, i64, bool),
 }
 
 /// A task as listed and shown.
@@ -242,6 +245,15 @@ pub(super) async fn write_task_ops(
                 }
                 TaskOp::Reopen(no) => {
                     sqlx::query("UPDATE tasks SET status = 'open', closed_at = NULL, closed_by = NULL, result = NULL WHERE instance_id = $1 AND task_no = $2 AND status IN ('completed', 'rejected')")
+                        .bind(&a.id)
+                        .bind(*no)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                TaskOp::Reschedule(no, due, provisional) => {
+                    sqlx::query("UPDATE tasks SET due_at = $1, provisional = $2 WHERE instance_id = $3 AND task_no = $4 AND status = 'open'")
+                        .bind(*due)
+                        .bind(i64::from(*provisional))
                         .bind(&a.id)
                         .bind(*no)
                         .execute(&mut **tx)
