@@ -403,7 +403,7 @@ fn accused() -> Value {
 }
 
 fn complaint(real_name: bool) -> Value {
-    let mut c = json!({
+    json!({
         "case_number": "JB-2025-0042",
         "received_on": "2025-09-26",
         "reporter": {
@@ -414,8 +414,7 @@ fn complaint(real_name: bool) -> Value {
         "allegation": "违规收受礼金",
         "content": "实名举报某局局长张三收受贿赂，违规收受礼金。",
         "evidence_count": 1,
-    });
-    c
+    })
 }
 
 fn grade(grade: &str, repeat: bool) -> Value {
