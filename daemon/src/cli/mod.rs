@@ -3,6 +3,7 @@
 
 mod admin;
 mod client;
+mod demo;
 mod intake;
 mod schedules;
 mod tasks;
@@ -115,6 +116,16 @@ enum Command {
         /// The configuration file (as for `serve`).
         #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
         config: Option<PathBuf>,
+    },
+    /// Walk the shipped complaint process with the sample complaints on a running daemon
+    /// (the host's configuration), then show the cases, the open tasks and the mail.
+    Demo {
+        /// The configuration file (as for `serve`).
+        #[arg(long, short, env = "CLEARFLOW_CONFIG")]
+        config: Option<PathBuf>,
+        /// The folder with the sample complaints and starts.
+        #[arg(long, default_value = "examples/flagship")]
+        samples: PathBuf,
     },
     /// Check the audit log and instance histories (on the host, directly in the store).
     Audit {
@@ -294,6 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Tokens { command, config } => admin::tokens(command, config.as_deref()).await,
         Command::Audit { command, config } => admin::audit(command, config.as_deref()).await,
+        Command::Demo { config, samples } => demo::run(config.as_deref(), &samples).await,
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref())?;
             crate::server::init_logging(&cfg.log);
