@@ -107,3 +107,53 @@ fn agenda_lists_exactly_the_suspected_and_key_cases_sqlite() {
 fn agenda_lists_exactly_the_suspected_and_key_cases_postgres() {
     agenda_lists_exactly_the_suspected_and_key_cases(Backend::Postgres);
 }
+
+/// The weekly overdue digest: open tasks of a role past their due date, read from the
+/// task store when the mail is queued — not the ones still in time.
+fn overdue_digest_lists_the_roles_late_tasks(backend: Backend) {
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/templates");
+    let mut d = Daemon::start_with(
+        backend,
+        &fixtures(),
+        Options {
+            extra: format!(
+                "\n[mail]\ntemplates = \"{}\"\n[mail.transport]\nkind = \"maildir\"\npath = \"var/maildir\"\n",
+                templates.display()
+            ),
+            ..Options::default()
+        },
+    );
+    d.start_instance("errand", &json!({ "title": "甲 long overdue" }), None);
+    d.settle();
+    d.advance(chrono::TimeDelta::days(2));
+    d.start_instance("errand", &json!({ "title": "乙 still in time" }), None);
+    d.settle();
+    let (digest, _) = d.start_instance("overdue", &json!({}), None);
+    d.wait_until("the digest is sent", Duration::from_secs(30), |d| {
+        d.instance(&digest)["instance"]["status"] == "completed"
+            && d.get("/v1/mail")["items"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["status"] == "sent"))
+    });
+    let mail: Vec<Value> = d.get("/v1/mail")["items"].as_array().unwrap().clone();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert!(
+        mail[0]["subject"].as_str().unwrap().contains("共1件"),
+        "{mail:?}"
+    );
+    let texts = texts(&d.dir.path().join("var/maildir"));
+    assert_eq!(texts.len(), 1);
+    assert!(texts[0].contains("甲 long overdue"), "{}", texts[0]);
+    assert!(!texts[0].contains("乙 still in time"), "{}", texts[0]);
+    assert!(texts[0].contains("角色 handler"), "{}", texts[0]);
+}
+
+#[test]
+fn overdue_digest_lists_the_roles_late_tasks_sqlite() {
+    overdue_digest_lists_the_roles_late_tasks(Backend::Sqlite);
+}
+
+#[test]
+fn overdue_digest_lists_the_roles_late_tasks_postgres() {
+    overdue_digest_lists_the_roles_late_tasks(Backend::Postgres);
+}

@@ -47,6 +47,13 @@ impl Catalog {
                 }
                 if let NodeKind::Notify(n) = &node.kind {
                     for q in &n.lists {
+                        if q.tasks.is_some() {
+                            // A task list names a workflow only to narrow it down.
+                            if !q.workflow.is_empty() && !by_id.contains_key(&q.workflow) {
+                                diags.push(unknown(wf, q.pos, &q.workflow, &by_id));
+                            }
+                            continue;
+                        }
                         match by_id.get(&q.workflow) {
                             None => diags.push(unknown(wf, q.pos, &q.workflow, &by_id)),
                             Some(target) => diags.extend(list_names(wf, q, target)),

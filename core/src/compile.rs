@@ -1085,10 +1085,42 @@ impl<'a> Compiler<'a> {
             if limit == 0 || limit > 1000 {
                 self.error(&sub("limit"), "a list's limit is between 1 and 1000");
             }
+            let tasks = l.tasks.as_ref().map(|t| crate::workflow::TaskList {
+                role: t.role.clone(),
+                workflow: t.workflow.clone(),
+                overdue: t.overdue,
+            });
+            let workflow = match (&l.instances, &tasks) {
+                (Some(w), None) => w.clone(),
+                (None, Some(t)) => {
+                    for (key, given) in [
+                        ("status", l.status.is_some()),
+                        ("where", l.filter.is_some()),
+                        ("fields", !l.fields.is_empty()),
+                    ] {
+                        if given {
+                            self.error(&sub(key), format!("a task list takes no `{key}`"))
+                                .hint("`status`, `where` and `fields` are for `instances:` lists; a task list has fixed fields");
+                        }
+                    }
+                    t.workflow.clone().unwrap_or_default()
+                }
+                _ => {
+                    self.error(&at, format!("list `{name}` needs exactly one of `instances` or `tasks`"))
+                        .hint("`instances: WORKFLOW` lists instances, `tasks: { role: R, overdue: true }` open tasks");
+                    String::new()
+                }
+            };
+            let source = if l.tasks.is_some() {
+                "tasks"
+            } else {
+                "instances"
+            };
             out.push(ListQuery {
                 name: name.clone(),
-                workflow: l.instances.clone(),
-                pos: self.at(&sub("instances")),
+                workflow,
+                tasks,
+                pos: self.at(&sub(source)),
                 statuses,
                 filter,
                 fields,

@@ -369,9 +369,11 @@ pub struct NotifyStep {
 pub struct ListQuery {
     /// The template value's name.
     pub name: String,
-    /// The listed workflow.
+    /// The listed workflow (for a task list: its `workflow`, if any, else empty).
     pub workflow: String,
-    /// Where `instances:` is written.
+    /// Open tasks instead of instances.
+    pub tasks: Option<TaskList>,
+    /// Where `instances:` (or `tasks:`) is written.
     pub pos: Pos,
     /// The statuses listed (`running`, `completed`, `failed`, `cancelled`).
     pub statuses: Vec<String>,
@@ -381,6 +383,17 @@ pub struct ListQuery {
     pub fields: Vec<(String, Expr, Pos)>,
     /// The most entries.
     pub limit: u32,
+}
+
+/// Which open tasks a list reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskList {
+    /// Only this candidate role.
+    pub role: Option<String>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only tasks past their due date.
+    pub overdue: bool,
 }
 
 /// One recipient entry.

@@ -1,5 +1,6 @@
 //! The lists of a notification (agendas, digests): instances read from the store and
-//! turned into template values by the pure engine.
+//! turned into template values by the pure engine, or open tasks as the task API shows
+//! them.
 
 use chrono::{DateTime, Utc};
 use clearflow_core::engine::{self, Instance};
@@ -23,6 +24,22 @@ pub fn fill(
     let rt = tokio::runtime::Handle::current();
     let mut out = Map::new();
     for q in lists {
+        if let Some(t) = &q.tasks {
+            let rows = rt
+                .block_on(store.list_tasks(&crate::store::TaskFilter {
+                    role: t.role.clone(),
+                    workflow: t.workflow.clone(),
+                    status: Some("open".into()),
+                    due_before: t.overdue.then(|| crate::clock::ms(now)),
+                    limit: q.limit,
+                    ..Default::default()
+                }))
+                .map_err(|e| format!("list `{}`: reading the store: {e}", q.name))?;
+            let now = crate::clock::ms(now);
+            let entries = rows.iter().map(|r| r.view(now)).collect();
+            out.insert(q.name.clone(), Value::Array(entries));
+            continue;
+        }
         let mut entries = Vec::new();
         let mut after: Option<(i64, String)> = None;
         'pages: loop {

@@ -320,12 +320,20 @@ pub struct NotifyDef {
     pub lists: std::collections::BTreeMap<String, ListDef>,
 }
 
-/// A list of instances read from the store for a notification.
+/// A list read from the store for a notification: the instances of a workflow, or open
+/// tasks (`tasks:`). Exactly one of the two.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListDef {
     /// The workflow whose instances are listed.
-    pub instances: String,
+    #[serde(default)]
+    pub instances: Option<String>,
+    /// Open tasks instead, e.g. `{ role: handler, overdue: true }`. Each entry has `id`,
+    /// `instance_id`, `workflow`, `step`, `title`, `role`, `assignee`, `claimed_by`,
+    /// `priority`, `due` (RFC 3339 or null), `overdue` and `provisional`; highest
+    /// priority first, then the oldest. `status`, `where` and `fields` are for instances.
+    #[serde(default)]
+    pub tasks: Option<TaskListDef>,
     /// Which instances by status: `running` (default), `completed`, `failed`,
     /// `cancelled`, `ended` (any but running) or `any`.
     #[serde(default)]
@@ -342,6 +350,21 @@ pub struct ListDef {
     /// The most entries (default 200, at most 1000); the oldest instances come first.
     #[serde(default)]
     pub limit: Option<u32>,
+}
+
+/// Which open tasks a notification lists.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskListDef {
+    /// Only the tasks of this candidate role.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Only the tasks of this workflow.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Only the tasks past their due date when the mail is queued.
+    #[serde(default)]
+    pub overdue: bool,
 }
 
 /// One or several recipients.

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::caller::{Caller, Permission};
 use super::{AppState, Problem};
-use crate::clock::{from_ms, ms};
+use crate::clock::ms;
 use crate::store::{Closing, TaskFilter, TaskRefused, TaskRow};
 
 type Reply = Result<Response, Response>;
@@ -75,15 +75,6 @@ fn refused(r: TaskRefused, id: &str) -> Response {
         TaskRefused::Forbidden(why) => problem(StatusCode::FORBIDDEN, "forbidden", why),
         TaskRefused::Conflict(why) => problem(StatusCode::CONFLICT, "claimed", why),
     }
-}
-
-/// A task as the API shows it: the row, its due date as RFC 3339, and whether it is late.
-fn view(t: &TaskRow, now: i64) -> Value {
-    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-    v["due"] = json!(t.due_at.map(|d| from_ms(d).to_rfc3339()));
-    v["follow_up"] = json!(t.follow_up_at.map(|d| from_ms(d).to_rfc3339()));
-    v["overdue"] = json!(t.status == "open" && t.due_at.is_some_and(|d| d < now));
-    v
 }
 
 /// Whether `c` may see `t`: a role they hold, assigned, claimed or closed by them, or a
@@ -179,7 +170,7 @@ async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQue
                 .map(|r| format!("{}_{}_{}", r.priority, r.created_at, r.id))
         })
         .flatten();
-    let items: Vec<Value> = rows.iter().map(|t| view(t, now)).collect();
+    let items: Vec<Value> = rows.iter().map(|t| t.view(now)).collect();
     Ok(Json(json!({ "items": items, "next": next })).into_response())
 }
 
@@ -199,7 +190,7 @@ async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>)
     may_look(&caller).map_err(IntoResponse::into_response)?;
     let t = visible_task(&s, &caller, &id).await?;
     let now = ms(s.worker.clock.now());
-    let mut v = view(&t, now);
+    let mut v = t.view(now);
     // The form schema, so a client can show the form it must fill in.
     if let Some((row, _)) = s.store().instance(&t.instance_id).await.map_err(internal)?
         && let Ok(wf) = s.registry().version(&row.def_hash, s.store()).await
@@ -232,7 +223,7 @@ async fn claim_or_unclaim(s: AppState, caller: Caller, id: String, claim: bool) 
         .await
         .map_err(internal)?
     {
-        Ok(t) => Ok(Json(view(&t, now)).into_response()),
+        Ok(t) => Ok(Json(t.view(now)).into_response()),
         Err(r) => Err(refused(r, &id)),
     }
 }
@@ -367,7 +358,7 @@ async fn act(s: AppState, caller: Caller, id: String, action: TaskAction) -> Rep
     {
         Ok(t) => {
             s.worker.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, Json(view(&t, now))).into_response())
+            Ok((StatusCode::ACCEPTED, Json(t.view(now))).into_response())
         }
         Err(r) => Err(refused(r, &id)),
     }

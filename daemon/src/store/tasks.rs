@@ -97,6 +97,20 @@ pub struct TaskRow {
     pub result: Option<serde_json::Value>,
 }
 
+impl TaskRow {
+    /// The task as the API and notification lists show it: the row, its due and
+    /// follow-up dates as RFC 3339, and whether it is late at `now` (ms).
+    pub fn view(&self, now: i64) -> serde_json::Value {
+        let time = |ms: Option<i64>| ms.map(|d| crate::clock::from_ms(d).to_rfc3339());
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        v["due"] = serde_json::json!(time(self.due_at));
+        v["follow_up"] = serde_json::json!(time(self.follow_up_at));
+        v["overdue"] =
+            serde_json::json!(self.status == "open" && self.due_at.is_some_and(|d| d < now));
+        v
+    }
+}
+
 /// Filters for listing tasks.
 #[derive(Debug, Clone, Default)]
 pub struct TaskFilter {
