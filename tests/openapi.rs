@@ -148,12 +148,63 @@ fn served(status: u16, body: &Value) -> bool {
 }
 
 fn call(d: &Daemon, token: Option<&str>, method: &str, path: &str) -> (u16, Value) {
+    call_with(d, token, method, path, &json!({}))
+}
+
+fn call_with(
+    d: &Daemon,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> (u16, Value) {
     match method {
         "GET" => d.try_get_as(token, path),
-        "POST" => d.try_post_as(token, path, &json!({})),
+        "POST" => d.try_post_as(token, path, body),
         other => panic!("the test does not know method {other}"),
     }
     .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Checks an answer against the document: its status is documented for the operation,
+/// and a JSON body with a named schema has every required property and no other.
+fn conforms(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
+    let what = format!("{method} {path} answered {status}");
+    let response = &doc["paths"][path][method.to_lowercase()]["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{what}, which is not documented: {body}"
+    );
+    let Some((media, content)) = response["content"]
+        .as_object()
+        .and_then(|c| c.iter().next())
+    else {
+        return;
+    };
+    let Some(name) = content["schema"]["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    else {
+        return;
+    };
+    let schema = &doc["components"]["schemas"][name];
+    let properties = schema["properties"].as_object().expect("properties");
+    let fields = body
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: a {media} `{name}` is an object: {body}"));
+    for key in fields.keys() {
+        assert!(
+            properties.contains_key(key),
+            "{what}: `{key}` is not in schema `{name}`: {body}"
+        );
+    }
+    for key in schema["required"].as_array().into_iter().flatten() {
+        let key = key.as_str().expect("name");
+        assert!(
+            fields.contains_key(key),
+            "{what}: required `{key}` of `{name}` is missing: {body}"
+        );
+    }
 }
 
 #[test]
@@ -180,6 +231,7 @@ fn every_documented_operation_is_served_with_the_documented_security() {
             "{what} is documented but not served: {status} {body}"
         );
         assert!(status < 500, "{what}: {status} {body}");
+        conforms(&doc, &method, &path, status, &body);
         // Without a token: 401 exactly where the document asks for the bearer token.
         let needs_token = op["security"] != json!([]);
         assert_eq!(
@@ -189,6 +241,7 @@ fn every_documented_operation_is_served_with_the_documented_security() {
             op["security"]
         );
         let (status, body) = call(&d, None, &method, &concrete);
+        conforms(&doc, &method, &path, status, &body);
         if needs_token {
             assert_eq!(status, 401, "{what} without a token: {body}");
         } else {
@@ -200,6 +253,93 @@ fn every_documented_operation_is_served_with_the_documented_security() {
         }
     }
     assert_eq!(public, 4, "healthz, readyz, intake and status are public");
+    // Successful answers have the documented shape.
+    let admin = Some(token.as_str());
+    let (status, body) = call_with(
+        &d,
+        admin,
+        "POST",
+        "/v1/instances",
+        &json!({"workflow": "timers"}),
+    );
+    conforms(&doc, "POST", "/v1/instances", status, &body);
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("id").to_owned();
+    for (method, path, concrete, request) in [
+        (
+            "GET",
+            "/v1/workflows",
+            "/v1/workflows".to_owned(),
+            json!({}),
+        ),
+        (
+            "GET",
+            "/v1/workflows/{id}",
+            "/v1/workflows/timers".to_owned(),
+            json!({}),
+        ),
+        (
+            "POST",
+            "/v1/workflows/validate",
+            "/v1/workflows/validate".to_owned(),
+            json!("id: x\nsteps: []\n"),
+        ),
+        (
+            "GET",
+            "/v1/instances",
+            "/v1/instances".to_owned(),
+            json!({}),
+        ),
+        (
+            "GET",
+            "/v1/instances/{id}",
+            format!("/v1/instances/{id}"),
+            json!({}),
+        ),
+        (
+            "POST",
+            "/v1/instances/{id}/signal",
+            format!("/v1/instances/{id}/signal"),
+            json!({"name": "poke"}),
+        ),
+        (
+            "POST",
+            "/v1/events",
+            "/v1/events".to_owned(),
+            json!({"name": "poke", "key": "k"}),
+        ),
+        (
+            "GET",
+            "/v1/admin/clock",
+            "/v1/admin/clock".to_owned(),
+            json!({}),
+        ),
+        ("GET", "/v1/mail", "/v1/mail".to_owned(), json!({})),
+        ("GET", "/v1/audit", "/v1/audit".to_owned(), json!({})),
+        (
+            "GET",
+            "/v1/schedules",
+            "/v1/schedules".to_owned(),
+            json!({}),
+        ),
+        ("GET", "/v1/tasks", "/v1/tasks".to_owned(), json!({})),
+        (
+            "POST",
+            "/v1/instances/{id}/cancel",
+            format!("/v1/instances/{id}/cancel"),
+            json!({"reason": "done"}),
+        ),
+    ] {
+        let (status, body) = call_with(&d, admin, method, &concrete, &request);
+        assert!(
+            (200..300).contains(&status),
+            "{method} {concrete}: {status} {body}"
+        );
+        conforms(&doc, method, path, status, &body);
+    }
+    // `null` is the documented way to cancel without a reason, as is no body.
+    let (status, body) = call_with(&d, admin, "POST", "/v1/instances/none/cancel", &Value::Null);
+    assert_eq!(status, 404, "{body}");
     // The daemon serves the committed document, byte for byte, to any token.
     let r = reqwest::blocking::Client::new()
         .get(format!("{}/v1/openapi.json", d.url()))
