@@ -337,6 +337,26 @@ fn every_documented_operation_is_served_with_the_documented_security() {
         );
         conforms(&doc, method, path, status, &body);
     }
+    // Errors that axum makes itself are problem details too, and documented.
+    let (status, body) = call(&d, admin, "GET", "/v1/audit?limit=many");
+    assert_eq!((status, &body["status"]), (400, &json!(400)), "{body}");
+    conforms(&doc, "GET", "/v1/audit", status, &body);
+    let big = json!({ "workflow": "x".repeat(2 * 1024 * 1024) });
+    let (status, body) = call_with(&d, admin, "POST", "/v1/instances", &big);
+    assert_eq!((status, &body["status"]), (413, &json!(413)), "{body}");
+    conforms(&doc, "POST", "/v1/instances", status, &body);
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/v1/workflows", d.url()))
+        .bearer_auth(&token)
+        .send()
+        .expect("DELETE");
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(
+        r.headers()["content-type"].to_str().expect("ascii"),
+        "application/problem+json"
+    );
+    let body: Value = r.json().expect("a problem");
+    assert_eq!(body["title"], "method not allowed", "{body}");
     // `null` is the documented way to cancel without a reason, as is no body.
     let (status, body) = call_with(&d, admin, "POST", "/v1/instances/none/cancel", &Value::Null);
     assert_eq!(status, 404, "{body}");

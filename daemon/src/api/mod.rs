@@ -116,6 +116,42 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Error answers that axum makes itself (a query string or body it cannot read, a body
+/// over the limit, a method the path does not have) become problem details too, so
+/// every error is `application/problem+json` as the OpenAPI document says.
+async fn problems_only(resp: Response) -> Response {
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == openapi::PROBLEM_JSON.as_bytes());
+    if is_problem || !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let title = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let body = openapi::ProblemBody {
+        kind: "about:blank".into(),
+        detail: if text.is_empty() { title.clone() } else { text },
+        title,
+        status: status.as_u16(),
+        errors: None,
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(openapi::PROBLEM_JSON),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(serde_json::to_string(&body).unwrap_or_default()),
+    )
+}
+
 impl From<crate::store::StoreError> for Problem {
     fn from(e: crate::store::StoreError) -> Problem {
         Problem::internal(e)
@@ -130,6 +166,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = routes(state.intake.body_limit()).split_for_parts();
     routes
         .fallback(|| async { Problem::not_found("no such endpoint") })
+        .layer(axum::middleware::map_response(problems_only))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -829,6 +866,7 @@ struct AuditQuery {
 #[utoipa::path(get, path = "/v1/audit", tag = "admin",
     params(AuditQuery),
     responses(
+        (status = 400, description = "a query parameter that cannot be read", body = ProblemBody, content_type = "application/problem+json"),
         (status = 200, description = "`{items, next}`: audit rows, oldest first; `next` is the `seq` for `after` (null on the last page)", body = Object),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),

@@ -92,6 +92,15 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for (path, item) in doc.paths.paths.iter_mut() {
         let public = caller::is_public(path);
         for op in operations(item) {
+            if op.request_body.is_some() {
+                op.responses.responses.insert(
+                    "413".into(),
+                    problem(
+                        "the body is larger than the limit (`[server] body_limit`; \
+                             `[intake] body_limit` for intake, 4 KiB for status checks)",
+                    ),
+                );
+            }
             if public {
                 // An empty list: this operation needs no credentials at all.
                 op.security = Some(Vec::new());
@@ -99,25 +108,30 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
                 op.responses.responses.insert(
                     "401".into(),
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description(
-                                "no valid bearer token (missing, malformed, unknown, expired, \
-                                 revoked, or of a user no longer in the users file)",
-                            )
-                            .content(
-                                PROBLEM_JSON,
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("Problem")))
-                                    .build(),
-                            )
-                            .build(),
+                    problem(
+                        "no valid bearer token (missing, malformed, unknown, expired, revoked, \
+                         or of a user no longer in the users file)",
                     ),
                 );
             }
         }
     }
     doc
+}
+
+/// A problem-details response with `description`.
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// Every operation of a path item.

@@ -140,6 +140,7 @@ struct FiresQuery {
         FiresQuery,
     ),
     responses(
+        (status = 400, description = "a query parameter that cannot be read", body = ProblemBody, content_type = "application/problem+json"),
         (status = 200, description = "`{items}`: decided fires, newest first, each `fire_time`, `outcome` (started, skipped, failed), `instance_id`, `reason`, `decided_at`", body = Object),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such schedule, and no recorded fires", body = ProblemBody, content_type = "application/problem+json"),
