@@ -53,6 +53,8 @@ fn endpoints() -> Vec<Endpoint> {
         e("GET", "/v1/workflows/timers", None, ALL),
         e("GET", "/v1/workflows/timers/graph", None, ALL),
         e("GET", "/v1/workflows/nope", None, ALL),
+        // The API's own description: any authenticated caller.
+        e("GET", "/v1/openapi.json", None, ALL),
         // Validation parses a text and touches nothing: any authenticated user.
         e(
             "POST",

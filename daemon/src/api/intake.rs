@@ -16,19 +16,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
+use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use crate::config::IntakeConfig;
 use crate::identity::{Identity, IdentityKey, Receipt};
@@ -87,20 +89,28 @@ impl Intake {
     pub fn key(&self) -> Option<&IdentityKey> {
         self.key.as_ref()
     }
+
+    /// The body limit of `POST /v1/public/intake` (`[intake] body_limit`).
+    pub fn body_limit(&self) -> usize {
+        self.cfg.body_limit
+    }
 }
 
-/// The routes of this file.
-pub fn routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/public/intake",
-            post(intake).layer(DefaultBodyLimit::max(state.intake.cfg.body_limit)),
-        )
-        .route(
-            "/v1/public/status",
-            post(status).layer(DefaultBodyLimit::max(4096)),
-        )
-        .route("/v1/instances/{id}/identity", get(read_identity))
+/// The routes of this file with their OpenAPI operations; `intake_body_limit` is the
+/// body limit of the intake endpoint.
+pub fn routes(intake_body_limit: usize) -> OpenApiRouter<AppState> {
+    let (schemas, paths, method) = routes!(intake);
+    let intake = (
+        schemas,
+        paths,
+        method.layer(DefaultBodyLimit::max(intake_body_limit)),
+    );
+    let (schemas, paths, method) = routes!(status);
+    let status = (schemas, paths, method.layer(DefaultBodyLimit::max(4096)));
+    OpenApiRouter::new()
+        .routes(intake)
+        .routes(status)
+        .routes(routes!(read_identity))
 }
 
 /// The client's address (the TCP peer), when the server records it.
@@ -162,25 +172,34 @@ fn body_error(e: &serde_json::Error) -> Problem {
     ))
 }
 
-#[derive(Deserialize)]
+/// A complaint.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IntakeBody {
+    /// The case data, as the intake workflow's input schema asks (`reporter` is reserved).
     case: Map<String, Value>,
+    /// The reporter's identity, sealed apart from the case; absent for an anonymous report.
     #[serde(default)]
     reporter: Option<ReporterBody>,
 }
 
-#[derive(Deserialize)]
+/// The reporter's identity (each field at most 1000 characters).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReporterBody {
+    /// The reporter's name.
     #[serde(default)]
     name: Option<String>,
+    /// An email address for news of the case.
     #[serde(default)]
     email: Option<String>,
+    /// A phone number.
     #[serde(default)]
     phone: Option<String>,
+    /// An identity document number.
     #[serde(default)]
     id_number: Option<String>,
+    /// A postal address.
     #[serde(default)]
     address: Option<String>,
     /// Whether the reporter wants mail (default: yes when an email address is given).
@@ -233,6 +252,16 @@ impl ReporterBody {
     }
 }
 
+#[utoipa::path(post, path = "/v1/public/intake", tag = "intake", operation_id = "submit_report",
+    request_body = IntakeBody,
+    responses(
+        (status = 201, description = "the case is started; the receipt code is shown only now", body = IntakeReply),
+        (status = 400, description = "the body is not a complaint (the message names positions and fields, never values)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "intake is not enabled on this daemon", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "the case data does not match the intake workflow's input schema", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "too many reports from this address; `Retry-After` says when to try again", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn intake(
     State(s): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -322,18 +351,38 @@ async fn intake(
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({
-            "receipt": receipt.display(),
-            "notice": "Keep this receipt code: it is shown only now, and it is the only way to check the status of your report.",
-        })),
+        axum::Json(IntakeReply {
+            receipt: receipt.display(),
+            notice: "Keep this receipt code: it is shown only now, and it is the only way to check the status of your report.",
+        }),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+/// The answer of `POST /v1/public/intake`.
+#[derive(Serialize, ToSchema)]
+struct IntakeReply {
+    /// The receipt code, shown only this once: the reporter's only way to the case.
+    receipt: String,
+    /// A reminder to keep the code.
+    notice: &'static str,
+}
+
+/// A status check.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusBody {
+    /// The receipt code given at intake.
     receipt: String,
+}
+
+/// The answer of `POST /v1/public/status`.
+#[derive(Serialize, ToSchema)]
+struct StatusReply {
+    /// The case's public status (`vars.public_status`; `received` until the workflow sets one).
+    status: String,
+    /// Feedback for the reporter (`vars.feedback`), or null.
+    feedback: Option<String>,
 }
 
 /// The one answer for a wrong code and for no such case.
@@ -341,6 +390,15 @@ fn no_match() -> Problem {
     Problem::not_found("no report matches this receipt code")
 }
 
+#[utoipa::path(post, path = "/v1/public/status", tag = "intake", operation_id = "report_status",
+    request_body = StatusBody,
+    responses(
+        (status = 200, description = "the case's public status", body = StatusReply),
+        (status = 400, description = "the body is not a status check", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no report matches this receipt code (the same answer for a wrong code and an unknown case)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "too many checks from this address or for this code; `Retry-After` says when to try again", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn status(
     State(s): State<AppState>,
     ClientAddr(addr): ClientAddr,
@@ -383,23 +441,38 @@ async fn status(
         .map(str::to_owned)
         .unwrap_or_else(|| "received".into());
     let feedback = match &vars["feedback"] {
-        Value::String(t) if !t.is_empty() => Value::String(t.clone()),
-        _ => Value::Null,
+        Value::String(t) if !t.is_empty() => Some(t.clone()),
+        _ => None,
     };
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({ "status": public_status, "feedback": feedback })),
+        axum::Json(StatusReply {
+            status: public_status,
+            feedback,
+        }),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct IdentityQuery {
+    /// Why the identity is read (required, at most 500 characters; recorded in the audit log).
     #[serde(default)]
     reason: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/instances/{id}/identity", tag = "intake",
+    params(("id" = String, Path, description = "the instance id"), IdentityQuery),
+    responses(
+        (status = 200, description = "`{instance, identity, read_by, reason}`: the reporter's decrypted identity (`name`, `email`, `phone`, `id_number`, `address`); the read is recorded in the audit log first", body = Object),
+        (status = 400, description = "no reason, or one longer than 500 characters", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "needs `read_identity`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such instance, or an anonymous report", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "this daemon has no identity key", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn read_identity(
     State(s): State<AppState>,
     caller: Caller,

@@ -3,22 +3,24 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
+use super::openapi::ProblemBody;
 use super::{ApiResult, AppState, Problem};
 
-/// The schedule routes, merged into the API router.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/schedules", get(list))
-        .route("/v1/schedules/{workflow}/{schedule}/pause", post(pause))
-        .route("/v1/schedules/{workflow}/{schedule}/resume", post(resume))
-        .route("/v1/schedules/{workflow}/{schedule}/fires", get(fires))
+/// The schedule routes with their OpenAPI operations, merged into the API router.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(fires))
 }
 
 /// The scheduler's lines of `/metrics`.
@@ -52,6 +54,12 @@ pub fn metrics(s: &AppState) -> String {
     out
 }
 
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", operation_id = "list_schedules",
+    responses(
+        (status = 200, description = "`{items, evaluated_at}`: every schedule with `cron`, zone, policies, `paused`, `last_fire`, `last_instance`, `next_fire`, `next_run`; `evaluated_at` is the clock time of the scheduler's last round", body = Object),
+        (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require(&Permission::Admin)?;
     let items = s.scheduler.list().await?;
@@ -61,6 +69,17 @@ async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value
     })))
 }
 
+#[utoipa::path(post, path = "/v1/schedules/{workflow}/{schedule}/pause", tag = "schedules", operation_id = "pause_schedule",
+    params(
+        ("workflow" = String, Path, description = "the workflow id"),
+        ("schedule" = String, Path, description = "the schedule id within the workflow"),
+    ),
+    responses(
+        (status = 200, description = "the schedule as `GET /v1/schedules` lists it, now paused", body = Object),
+        (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such schedule", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn pause(
     State(s): State<AppState>,
     caller: Caller,
@@ -70,6 +89,17 @@ async fn pause(
     set_paused(&s, &workflow, &schedule, true).await
 }
 
+#[utoipa::path(post, path = "/v1/schedules/{workflow}/{schedule}/resume", tag = "schedules", operation_id = "resume_schedule",
+    params(
+        ("workflow" = String, Path, description = "the workflow id"),
+        ("schedule" = String, Path, description = "the schedule id within the workflow"),
+    ),
+    responses(
+        (status = 200, description = "the schedule as `GET /v1/schedules` lists it, now resumed", body = Object),
+        (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such schedule", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn resume(
     State(s): State<AppState>,
     caller: Caller,
@@ -95,12 +125,27 @@ fn no_schedule(workflow: &str, schedule: &str) -> Problem {
     Problem::not_found(format!("no schedule `{schedule}` in workflow `{workflow}`"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FiresQuery {
+    /// How many (default 100).
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/schedules/{workflow}/{schedule}/fires", tag = "schedules", operation_id = "schedule_fires",
+    params(
+        ("workflow" = String, Path, description = "the workflow id"),
+        ("schedule" = String, Path, description = "the schedule id within the workflow"),
+        FiresQuery,
+    ),
+    responses(
+        (status = 400, description = "a query parameter that cannot be read", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 200, description = "`{items}`: decided fires, newest first, each `fire_time`, `outcome` (started, skipped, failed), `instance_id`, `reason`, `decided_at`", body = Object),
+        (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such schedule, and no recorded fires", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn fires(
     State(s): State<AppState>,
     caller: Caller,

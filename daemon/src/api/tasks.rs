@@ -7,49 +7,47 @@
 //! a separation-of-duties refusal (the message names both steps), 409 for a task claimed
 //! by someone else or already closed, 422 for form violations (all of them listed).
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use clearflow_core::engine::{Event, Instance, RefusalKind, TaskAction, check_task_action};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
+use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use crate::clock::ms;
 use crate::store::{Closing, TaskFilter, TaskRefused, TaskRow};
 
 type Reply = Result<Response, Response>;
 
-/// The task routes, merged into the main router.
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tasks", get(list))
-        .route("/v1/tasks/{id}", get(show))
-        .route("/v1/tasks/{id}/claim", post(claim))
-        .route("/v1/tasks/{id}/unclaim", post(unclaim))
-        .route("/v1/tasks/{id}/complete", post(complete))
-        .route("/v1/tasks/{id}/reject", post(reject))
+/// The task routes with their OpenAPI operations, merged into the main router.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(claim))
+        .routes(routes!(unclaim))
+        .routes(routes!(complete))
+        .routes(routes!(reject))
 }
 
 /// A problem with the list of every reason (`errors`), as RFC 9457 allows extensions.
 fn problem_list(status: StatusCode, title: &str, errors: Vec<String>) -> Response {
-    let body = json!({
-        "type": "about:blank",
-        "title": title,
-        "status": status.as_u16(),
-        "detail": errors.join("; "),
-        "errors": errors,
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/problem+json")],
-        body.to_string(),
-    )
-        .into_response()
+    let body = ProblemBody {
+        kind: "about:blank".into(),
+        title: title.into(),
+        status: status.as_u16(),
+        detail: errors.join("; "),
+        errors: Some(errors),
+    };
+    Problem::respond(status, &body)
 }
 
 fn problem(status: StatusCode, title: &'static str, detail: impl Into<String>) -> Response {
@@ -95,22 +93,40 @@ fn may_look(c: &Caller) -> Result<(), Problem> {
     c.require(&Permission::ActOnTasks)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// open (the default), completed, rejected, cancelled or any.
     status: Option<String>,
+    /// Only tasks of this workflow.
     workflow: Option<String>,
+    /// Only tasks of this instance.
     instance: Option<String>,
+    /// Only tasks of this role.
     role: Option<String>,
+    /// Only tasks assigned to or claimed by the caller.
     #[serde(default)]
     mine: bool,
+    /// Only tasks past their due date.
     #[serde(default)]
     overdue: bool,
+    /// Only tasks due before this time (RFC 3339).
     due_before: Option<String>,
+    /// Page size, 1 to 1000 (default 50).
     limit: Option<u32>,
+    /// The `next` cursor of the previous page.
     after: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "list_tasks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "`{items, next}`: tasks the caller may see, highest priority first, each the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`; `next` is the cursor for `after` (null on the last page)", body = Object),
+        (status = 400, description = "a bad `status`, `due_before` or `after`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "needs `act_on_tasks` or `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQuery>) -> Reply {
     may_look(&caller).map_err(IntoResponse::into_response)?;
     let bad = |m: String| problem(StatusCode::BAD_REQUEST, "bad request", m);
@@ -186,6 +202,14 @@ async fn visible_task(s: &AppState, caller: &Caller, id: &str) -> Result<TaskRow
     }
 }
 
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "show_task",
+    params(("id" = String, Path, description = "the task id")),
+    responses(
+        (status = 200, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, plus the step's `form` schema and `can_reject`", body = Object),
+        (status = 403, description = "needs `act_on_tasks` or `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     may_look(&caller).map_err(IntoResponse::into_response)?;
     let t = visible_task(&s, &caller, &id).await?;
@@ -203,10 +227,28 @@ async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>)
     Ok(Json(v).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/tasks/{id}/claim", tag = "tasks", operation_id = "claim_task",
+    params(("id" = String, Path, description = "the task id")),
+    responses(
+        (status = 200, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now claimed by the caller", body = Object),
+        (status = 403, description = "needs `act_on_tasks` and the task's role", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn claim(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     claim_or_unclaim(s, caller, id, true).await
 }
 
+#[utoipa::path(post, path = "/v1/tasks/{id}/unclaim", tag = "tasks", operation_id = "unclaim_task",
+    params(("id" = String, Path, description = "the task id")),
+    responses(
+        (status = 200, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now given back", body = Object),
+        (status = 403, description = "needs `act_on_tasks` and the task's role", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn unclaim(State(s): State<AppState>, caller: Caller, Path(id): Path<String>) -> Reply {
     claim_or_unclaim(s, caller, id, false).await
 }
@@ -228,18 +270,34 @@ async fn claim_or_unclaim(s: AppState, caller: Caller, id: String, claim: bool) 
     }
 }
 
-#[derive(Deserialize)]
+/// A completion.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
+    /// The filled-in form, checked against the step's form schema.
     form: Value,
 }
 
-#[derive(Deserialize)]
+/// A rejection.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RejectBody {
+    /// Why (recorded in the history).
     reason: String,
 }
 
+#[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "tasks", operation_id = "complete_task",
+    params(("id" = String, Path, description = "the task id")),
+    request_body = CompleteBody,
+    responses(
+        (status = 202, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now closed; the instance moves on", body = Object),
+        (status = 400, description = "the body is not `{form}`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "needs `act_on_tasks` and the task's role or assignment, or separation of duties refuses the caller (`errors` names both steps)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "the form violates the step's schema; `errors` lists every violation", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn complete(
     State(s): State<AppState>,
     caller: Caller,
@@ -256,6 +314,18 @@ async fn complete(
     act(s, caller, id, TaskAction::Complete { form: b.form }).await
 }
 
+#[utoipa::path(post, path = "/v1/tasks/{id}/reject", tag = "tasks", operation_id = "reject_task",
+    params(("id" = String, Path, description = "the task id")),
+    request_body = RejectBody,
+    responses(
+        (status = 202, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now closed; the instance moves on", body = Object),
+        (status = 400, description = "the body is not `{reason}`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "needs `act_on_tasks` and the task's role or assignment, or separation of duties refuses the caller (`errors` names both steps)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "the step cannot be rejected (no `on_reject`)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
 async fn reject(
     State(s): State<AppState>,
     caller: Caller,

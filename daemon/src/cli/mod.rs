@@ -5,6 +5,7 @@ mod admin;
 mod client;
 mod demo;
 mod intake;
+mod openapi;
 mod schedules;
 mod tasks;
 
@@ -69,6 +70,8 @@ enum Command {
     },
     /// Print the JSON Schema of workflow files.
     Schema,
+    /// Print the OpenAPI document of the HTTP API (committed as `docs/openapi.json`).
+    Openapi,
     /// Write and try plugins.
     Plugin {
         #[command(subcommand)]
@@ -333,6 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", clearflow_core::schema::workflow_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Openapi => Ok(openapi::print()),
         Command::Instances { command, remote } => instances(command, &remote).await,
         Command::Schedules { command, remote } => schedules::run(command, &remote).await,
         Command::Tasks { command, remote } => tasks::run(command, &remote).await,
