@@ -382,6 +382,8 @@ fn inquiry_letter(backend: Backend) {
     f.d.settle();
     let task = f.task("sun.li", &b, "inquiry_report");
     assert_eq!(task["assignee"], "sun.li");
+    assert!(has(&f, &b, "wait_timed_out", "inquiry_answer"));
+    assert!(!has(&f, &a, "wait_timed_out", "inquiry_answer"));
     f.complete(
         "sun.li",
         &b,
@@ -607,6 +609,31 @@ fn verification_outcomes(backend: Backend) {
     );
     assert!(f.has_open_task(&id_of(&acc), "investigate"));
     assert!(f.has_open_task(&id_of(&ft), "record"));
+
+    // Partly substantiated after an inquiry letter: accountability too.
+    let (p, _) = file(&mut f, "JB-2025-0404", PLAIN, Some(reporter("p")));
+    accept(&mut f, &p, "sun.li");
+    f.complete(
+        "sun.li",
+        &p,
+        "dispose",
+        json!({"disposal": "inquiry_letter"}),
+    );
+    f.event(
+        "inquiry-answer",
+        "JB-2025-0404",
+        json!({"received_on": "2025-03-05"}),
+    );
+    f.complete(
+        "sun.li",
+        &p,
+        "inquiry_report",
+        json!({"verdict": "partly_substantiated", "findings": "部分属实"}),
+    );
+    assert_eq!(vars(&f, &p)["finding"], "partly_substantiated");
+    let acc = child(&f, &p, "accountability");
+    assert_eq!(acc["status"], "running");
+    child(&f, &id_of(&acc), "fault-tolerance-assessment");
 }
 
 #[test]
@@ -1027,6 +1054,22 @@ fn collect(f: &mut Flagship, seen: &mut Vec<(String, String)>) {
     }
     let out = f.d.cli_ok(&["mail", "list", "--json"]);
     seen.push(("clearflow mail list --json".into(), out));
+    for user in ["zhao.lei", "wang.fang"] {
+        let token = f.token(user);
+        let out = f.d.cli_as(
+            Some(&token),
+            &["tasks", "list", "--status", "any", "--json"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        seen.push((
+            format!("clearflow tasks list --json as {user}"),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ));
+    }
 }
 
 fn leak_test(backend: Backend) {
@@ -1046,6 +1089,8 @@ fn leak_test(backend: Backend) {
     });
     let (id, receipt) = f.intake(&body);
     assert_eq!(vars(&f, &id)["grade"], "key");
+    let (status, v) = f.status("0000-0000-0000-0000-0000-0000-0000-0000");
+    assert_eq!(status, 404, "{v}");
     collect(&mut f, &mut seen);
     f.complete("wang.fang", &id, "screen", json!({"decision": "accept"}));
     f.complete("wang.fang", &id, "assign", json!({"handler": "zhao.lei"}));
