@@ -322,7 +322,18 @@ fn clarification_reviews_and_delivery(backend: Backend) {
         .collect();
     assert_eq!(records, BTreeSet::from(["integrity", "personnel"]));
 
-    // Feedback to the whistleblower, by email, then the complaint is in its objection window.
+    // Feedback to the whistleblower within 15 working days of the conclusion (Thursday
+    // 9 October 2025, counting the make-up Saturday 11 October): Wednesday 29 October.
+    let task = f.task("zhao.lei", &complaint, "feedback");
+    let due = DateTime::parse_from_rfc3339(task["due"].as_str().expect("due")).expect("rfc3339");
+    assert_eq!(
+        (due.with_timezone(&Utc) + TimeDelta::hours(8))
+            .date_naive()
+            .to_string(),
+        "2025-10-29",
+        "{task}"
+    );
+    // Feedback by email, then the complaint is in its objection window.
     f.complete(
         "zhao.lei",
         &complaint,
@@ -1154,6 +1165,8 @@ fn monthly_joint_review_and_quarterly_digest(backend: Backend) {
         );
     }
     assert!(agenda.subject.contains("共2件"), "{}", agenda.subject);
+    let pos = |case: &str| agenda.text.find(case).expect("listed");
+    assert!(pos("JB-2025-0101") < pos("JB-2025-0102"), "oldest first");
     assert!(agenda.text.contains("2025-10-09"), "the meeting date");
     f.complete(
         "huang.min",
