@@ -89,6 +89,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         .release_stale(&worker.node_id)
         .await
         .context("releasing stale claims")?;
+    let released = released + release_dead_local_owners(&worker, &cfg).await?;
     if released > 0 {
         tracing::info!(released, "released claims left by a previous run");
     }
@@ -205,6 +206,31 @@ fn reload_plugins(
             tracing::error!("keeping the previously loaded plugins");
         }
     }
+}
+
+/// With the default node id (`HOST-PID`), a restarted daemon has a new id; the claims of
+/// an earlier process on this host that no longer runs (`/proc/PID` is gone) are its
+/// own leftovers and are released at once rather than when their lease expires. A
+/// configured `engine.node_id` is stable across restarts and needs none of this.
+async fn release_dead_local_owners(worker: &Worker, cfg: &Config) -> anyhow::Result<u64> {
+    if cfg.engine.node_id.is_some() || !std::path::Path::new("/proc/self").exists() {
+        return Ok(0);
+    }
+    let prefix = format!("{}-", crate::worker::host_name());
+    let mut released = 0;
+    for owner in worker.store.lease_owners(&prefix).await? {
+        let Some(pid) = owner
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        released += worker.store.release_stale(&owner).await?;
+    }
+    Ok(released)
 }
 
 /// Takes the `[roles]` the configuration file now has; on any problem the current ones stay.

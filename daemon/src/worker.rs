@@ -141,13 +141,10 @@ impl Worker {
         cfg: EngineConfig,
         mail: MailConfig,
     ) -> Worker {
-        let node_id = cfg.node_id.clone().unwrap_or_else(|| {
-            format!(
-                "{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "clearflow".into()),
-                std::process::id()
-            )
-        });
+        let node_id = cfg
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()));
         Worker {
             store,
             registry,
@@ -706,4 +703,15 @@ impl Worker {
         self.wake.notify_one();
         Ok(ok)
     }
+}
+
+/// This machine's name, for the default node id `HOST-PID`: `HOSTNAME`, else the
+/// kernel's, else `clearflow`.
+pub fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "clearflow".into())
 }

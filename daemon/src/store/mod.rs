@@ -661,6 +661,23 @@ impl Store {
         Ok(n)
     }
 
+    /// The lease owners of instances and outbox rows whose id starts with `prefix`.
+    pub async fn lease_owners(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out = std::collections::BTreeSet::new();
+        for table in ["instances", "outbox"] {
+            let rows = sqlx::query(&format!(
+                "SELECT DISTINCT lease_owner FROM {table} WHERE lease_owner LIKE $1"
+            ))
+            .bind(format!("{prefix}%"))
+            .fetch_all(&self.pool)
+            .await?;
+            for r in rows {
+                out.insert(r.try_get::<String, _>("lease_owner")?);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     /// Gives claimed instances back without changing them.
     pub async fn release(&self, ids: &[String]) -> Result<(), StoreError> {
         for chunk in ids.chunks(500) {
