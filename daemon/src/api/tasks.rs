@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clearflow_core::engine::{Event, Instance, RefusalKind, TaskAction, check_task_action};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::caller::{Caller, Permission};
@@ -78,12 +78,37 @@ fn refused(r: TaskRefused, id: &str) -> Response {
 }
 
 /// A task as the API shows it: the row, its due date as RFC 3339, and whether it is late.
+/// Serialised straight into the response (a page of them is the task list).
+#[derive(Serialize)]
+struct TaskView<'a> {
+    #[serde(flatten)]
+    row: &'a TaskRow,
+    due: Option<String>,
+    follow_up: Option<String>,
+    overdue: bool,
+}
+
+impl TaskView<'_> {
+    fn of(t: &TaskRow, now: i64) -> TaskView<'_> {
+        TaskView {
+            row: t,
+            due: t.due_at.map(|d| from_ms(d).to_rfc3339()),
+            follow_up: t.follow_up_at.map(|d| from_ms(d).to_rfc3339()),
+            overdue: t.status == "open" && t.due_at.is_some_and(|d| d < now),
+        }
+    }
+}
+
+/// [`TaskView`] as a JSON value, for answers that add to it.
 fn view(t: &TaskRow, now: i64) -> Value {
-    let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
-    v["due"] = json!(t.due_at.map(|d| from_ms(d).to_rfc3339()));
-    v["follow_up"] = json!(t.follow_up_at.map(|d| from_ms(d).to_rfc3339()));
-    v["overdue"] = json!(t.status == "open" && t.due_at.is_some_and(|d| d < now));
-    v
+    serde_json::to_value(TaskView::of(t, now)).unwrap_or(Value::Null)
+}
+
+/// One page of the task list.
+#[derive(Serialize)]
+struct Page<'a> {
+    items: Vec<TaskView<'a>>,
+    next: Option<String>,
 }
 
 /// Whether `c` may see `t`: a role they hold, assigned, claimed or closed by them, or a
@@ -179,8 +204,8 @@ async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQue
                 .map(|r| format!("{}_{}_{}", r.priority, r.created_at, r.id))
         })
         .flatten();
-    let items: Vec<Value> = rows.iter().map(|t| view(t, now)).collect();
-    Ok(Json(json!({ "items": items, "next": next })).into_response())
+    let items = rows.iter().map(|t| TaskView::of(t, now)).collect();
+    Ok(Json(Page { items, next }).into_response())
 }
 
 /// The task, if it exists and the caller may see it (404 otherwise, revealing nothing).

@@ -305,9 +305,22 @@ impl Store {
             let u2 = next(&mut binds, Bind::Text(user.clone()));
             clauses.push(format!("(assignee = {u1} OR claimed_by = {u2})"));
         }
+        // A known status goes into the text: bound, it would make SQLite re-prepare the
+        // statement at every execution (the partial indexes' `WHERE status = 'open'` is
+        // checked against the bound value, which marks the statement expired on each
+        // new binding), and it would hide those indexes from the plan of the page.
+        let mut status = f.status.as_ref();
+        if let Some(known) = status.and_then(|st| {
+            ["open", "completed", "rejected", "cancelled"]
+                .into_iter()
+                .find(|k| k == st)
+        }) {
+            clauses.push(format!("status = '{known}'"));
+            status = None;
+        }
         for (col, v) in [
             ("role", &f.role),
-            ("status", &f.status),
+            ("status", &status.cloned()),
             ("workflow", &f.workflow),
             ("instance_id", &f.instance),
         ] {
