@@ -1,15 +1,17 @@
 //! Authentication, authorisation and audit with the real daemon on SQLite and PostgreSQL:
-//! the permission matrix (every role against every endpoint), refused tokens (missing,
+//! the permission matrix (every role against every endpoint, the task, intake and
+//! identity routes included), refused tokens (missing,
 //! malformed, wrong, expired, revoked, of a user no longer in the users file), the
 //! `tokens` commands, the CLI's credentials, and tamper detection by `audit verify`.
 
 mod support;
 
-use std::process::Output;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use chrono::TimeDelta;
 use serde_json::{Value, json};
-use support::{Backend, Daemon, Options, fixtures};
+use support::{BIN, Backend, Daemon, Options, fixtures};
 
 /// The test users: id and roles. `admin` (roles `admin` and `operator`) comes from the harness.
 const USERS: &[(&str, &[&str])] = &[
@@ -18,27 +20,71 @@ const USERS: &[(&str, &[&str])] = &[
     ("officer", &["identity-officer"]),
     ("ops", &["admin"]),
     ("visitor", &["unconfigured"]),
+    ("porter", &["porter"]),
 ];
 
 /// What the test roles permit (beside the harness's `admin` and `operator`).
 const ROLES: &str = "[roles.intake]\nstart = [\"timers\"]\ntasks = true\n\n\
                      [roles.reader]\nread_instances = true\n\n\
-                     [roles.identity-officer]\nread_identity = true\n";
+                     [roles.identity-officer]\nread_identity = true\n\n\
+                     [roles.porter]\ntasks = true\n";
 
 /// Everyone, including the harness's `admin`.
-const ALL: &[&str] = &["admin", "clerk", "reader", "officer", "ops", "visitor"];
+const ALL: &[&str] = &[
+    "admin", "clerk", "reader", "officer", "ops", "visitor", "porter",
+];
 /// Holders of the `admin` permission.
 const ADMINS: &[&str] = &["admin", "ops"];
 /// Holders of `read_instances`.
 const READERS: &[&str] = &["admin", "reader"];
+/// Who may list tasks and show them: `act_on_tasks` or `read_instances`.
+const TASK_LOOKERS: &[&str] = &["admin", "clerk", "reader", "porter"];
+/// Who may act on a task of candidate group `intake`: `act_on_tasks` and the role.
+/// `admin` (operator) has `act_on_tasks` but not the role: the handler's 403. `porter`
+/// has `act_on_tasks` and another role: the task is hidden from them, a 404.
+const INTAKE_ACTORS: &[&str] = &["clerk"];
+/// Holders of `read_identity`.
+const IDENTITY_READERS: &[&str] = &["officer"];
 
-/// One endpoint of the matrix: method, path (`{id}` is a running instance), body, and
-/// the users allowed to call it. Rows for tasks and intake go here as those land.
+/// The workflow of the task rows: one task for role `intake`, whose rejection goes back.
+const MATRIX_TASK: &str = "id: matrix-task\nroles: [intake]\nsteps:\n  - id: prepare\n    set: { ready: true }\n  \
+- id: handle\n    task: { role: intake, title: handle, notify_assigned: false, on_reject: prepare }\n  \
+- end: handled\n";
+/// The intake workflow: the public status, then a wait.
+const MATRIX_INTAKE: &str = "id: matrix-intake\nsteps:\n  - id: receive\n    set: { public_status: received }\n  \
+- id: screened\n    wait: { event: screened }\n  - end: concluded\n";
+
+/// One endpoint of the matrix: method, path, body, and the users allowed to call it.
+/// Placeholders in the path and body: `{id}` a running instance, `{task}` an open task
+/// of role `intake` (claimed and given back by the rows), `{task2}` and `{task3}` two
+/// more (completed and rejected by the rows), `{intake}` an instance filed through
+/// intake with a reporter's identity, `{receipt}` its receipt code.
 struct Endpoint {
     method: &'static str,
     path: &'static str,
     body: Option<Value>,
     allowed: &'static [&'static str],
+    /// The status every allowed call gets, when it is always the same.
+    ok: Option<u16>,
+    /// Users the handler answers 404 (not 403): the resource is hidden from them.
+    hidden: &'static [&'static str],
+    /// Served without a token: no token and a bad token change nothing.
+    public: bool,
+}
+
+impl Endpoint {
+    fn ok(mut self, status: u16) -> Endpoint {
+        self.ok = Some(status);
+        self
+    }
+    fn hidden(mut self, users: &'static [&'static str]) -> Endpoint {
+        self.hidden = users;
+        self
+    }
+    fn public(mut self) -> Endpoint {
+        self.public = true;
+        self
+    }
 }
 
 fn endpoints() -> Vec<Endpoint> {
@@ -47,6 +93,9 @@ fn endpoints() -> Vec<Endpoint> {
         path,
         body,
         allowed,
+        ok: None,
+        hidden: &[],
+        public: false,
     };
     vec![
         e("GET", "/v1/workflows", None, ALL),
@@ -138,7 +187,137 @@ fn endpoints() -> Vec<Endpoint> {
             ADMINS,
         ),
         e("GET", "/v1/schedules/timers/none/fires", None, ADMINS),
+        // Tasks: looking needs `act_on_tasks` or `read_instances`; acting needs
+        // `act_on_tasks` and the task's role (or assignment).
+        e("GET", "/v1/tasks", None, TASK_LOOKERS).ok(200),
+        e(
+            "GET",
+            "/v1/tasks?mine=true&status=any&limit=5",
+            None,
+            TASK_LOOKERS,
+        )
+        .ok(200),
+        e(
+            "GET",
+            "/v1/tasks/{task}",
+            None,
+            &["admin", "clerk", "reader"],
+        )
+        .ok(200)
+        .hidden(&["porter"]),
+        e(
+            "GET",
+            "/v1/tasks/00000000-0000-0000-0000-000000000000",
+            None,
+            TASK_LOOKERS,
+        )
+        .ok(404),
+        e(
+            "POST",
+            "/v1/tasks/{task}/claim",
+            Some(json!({})),
+            INTAKE_ACTORS,
+        )
+        .ok(200)
+        .hidden(&["porter"]),
+        e(
+            "POST",
+            "/v1/tasks/{task}/unclaim",
+            Some(json!({})),
+            INTAKE_ACTORS,
+        )
+        .ok(200)
+        .hidden(&["porter"]),
+        e(
+            "POST",
+            "/v1/tasks/{task2}/complete",
+            Some(json!({"form": {"done": true}})),
+            INTAKE_ACTORS,
+        )
+        .ok(202)
+        .hidden(&["porter"]),
+        e(
+            "POST",
+            "/v1/tasks/{task3}/reject",
+            Some(json!({"reason": "incomplete"})),
+            INTAKE_ACTORS,
+        )
+        .ok(202)
+        .hidden(&["porter"]),
+        // Intake and status are public; reading an identity needs `read_identity`.
+        e(
+            "POST",
+            "/v1/public/intake",
+            Some(json!({"case": {"summary": "matrix"}, "reporter": {"name": "Matrix Reporter"}})),
+            ALL,
+        )
+        .ok(201)
+        .public(),
+        e(
+            "POST",
+            "/v1/public/status",
+            Some(json!({"receipt": "{receipt}"})),
+            ALL,
+        )
+        .ok(200)
+        .public(),
+        e(
+            "POST",
+            "/v1/public/status",
+            Some(json!({"receipt": "AAAA-BBBB-CCCC-DDDD"})),
+            ALL,
+        )
+        .ok(404)
+        .public(),
+        e(
+            "GET",
+            "/v1/instances/{intake}/identity?reason=matrix%20check",
+            None,
+            IDENTITY_READERS,
+        )
+        .ok(200),
+        e(
+            "GET",
+            "/v1/instances/{intake}/identity",
+            None,
+            IDENTITY_READERS,
+        )
+        .ok(400),
+        e(
+            "GET",
+            "/v1/instances/{id}/identity?reason=matrix",
+            None,
+            IDENTITY_READERS,
+        )
+        .ok(404),
     ]
+}
+
+/// The test workflows, the task and intake workflows of the matrix added.
+fn matrix_workflows(into: &Path) {
+    support::copy_workflows(&fixtures(), into);
+    std::fs::write(into.join("matrix-task.yaml"), MATRIX_TASK).expect("workflow");
+    std::fs::write(into.join("matrix-intake.yaml"), MATRIX_INTAKE).expect("workflow");
+}
+
+/// [`options`] with intake on (`matrix-intake`, generous rate limits) and an identity
+/// key from `clearflow identity keygen` in the environment.
+fn matrix_options(keys: &Path) -> Options {
+    let key = keys.join("identity.key");
+    let out = Command::new(BIN)
+        .args(["identity", "keygen"])
+        .arg(&key)
+        .output()
+        .expect("keygen");
+    assert!(out.status.success(), "{}", text(&out));
+    let key = std::fs::read_to_string(&key).expect("key");
+    Options {
+        env: vec![("CLEARFLOW_IDENTITY_KEY".into(), key.trim().into())],
+        extra: "[intake]\nworkflow = \"matrix-intake\"\nintake_burst = 100\n\
+                status_burst = 100\nreceipt_burst = 100\n"
+            .into(),
+        ..options()
+    }
 }
 
 fn options() -> Options {
@@ -204,8 +383,20 @@ fn assert_problem(status: u16, v: &Value, expected: u16, what: &str) {
     }
 }
 
+/// The open task of `instance` (as the harness's admin, a reader of instances).
+fn task_of(d: &mut Daemon, instance: &str) -> String {
+    d.settle();
+    let v = d.get(&format!("/v1/tasks?instance={instance}"));
+    let items = v["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{v}");
+    items[0]["id"].as_str().expect("id").to_owned()
+}
+
 fn permission_matrix(backend: Backend) {
-    let mut d = Daemon::start_with(backend, &fixtures(), options());
+    let keys = tempfile::tempdir().expect("tempdir");
+    let workflows = tempfile::tempdir().expect("tempdir");
+    matrix_workflows(workflows.path());
+    let mut d = Daemon::start_with(backend, workflows.path(), matrix_options(keys.path()));
     let tokens: Vec<(&str, String)> = ALL
         .iter()
         .map(|u| {
@@ -220,11 +411,50 @@ fn permission_matrix(backend: Backend) {
         })
         .collect();
     let (running, _) = d.start_instance("timers", &json!({}), None);
+    let tasks: Vec<String> = (0..3)
+        .map(|_| {
+            let (id, _) = d.start_instance("matrix-task", &json!({}), None);
+            task_of(&mut d, &id)
+        })
+        .collect();
+    let (status, filed) = d
+        .try_post(
+            "/v1/public/intake",
+            &json!({"case": {"summary": "first"}, "reporter": {"name": "Matrix Reporter"}}),
+        )
+        .expect("intake");
+    assert_eq!(status, 201, "{filed}");
+    let receipt = filed["receipt"].as_str().expect("receipt").to_owned();
+    let intake = d.list_all("workflow=matrix-intake");
+    assert_eq!(intake.len(), 1, "{intake:?}");
+    let intake = intake[0]["id"].as_str().expect("id").to_owned();
+    let fill = |text: &str| {
+        text.replace("{id}", &running)
+            .replace("{task}", &tasks[0])
+            .replace("{task2}", &tasks[1])
+            .replace("{task3}", &tasks[2])
+            .replace("{intake}", &intake)
+            .replace("{receipt}", &receipt)
+    };
     let mut checked = 0;
     for ep in endpoints() {
-        let path = ep.path.replace("{id}", &running);
+        let path = fill(ep.path);
+        let body = ep
+            .body
+            .as_ref()
+            .map(|b| serde_json::from_str::<Value>(&fill(&b.to_string())).expect("json"));
         let what = format!("{} {path}", ep.method);
-        // Without a token, with a malformed one, with an unknown one: 401, for everyone.
+        let allowed = |user: &str, status: u16, v: &Value| {
+            assert!(
+                status != 401 && status != 403 && status < 500,
+                "{what} as {user}: expected allowed, got {status} {v}"
+            );
+            if let Some(ok) = ep.ok {
+                assert_eq!(status, ok, "{what} as {user}: {v}");
+            }
+        };
+        // Without a token, with a malformed one, with an unknown one: 401, for everyone
+        // (a public path answers them as it answers anyone).
         for token in [
             None,
             Some("not-a-token"),
@@ -232,16 +462,19 @@ fn permission_matrix(backend: Backend) {
                 "cf_0123456789abcdef_0000000000000000000000000000000000000000000000000000000000000000",
             ),
         ] {
-            let (status, v) = call(&d, token, ep.method, &path, ep.body.as_ref());
-            assert_problem(status, &v, 401, &format!("{what} with {token:?}"));
+            let (status, v) = call(&d, token, ep.method, &path, body.as_ref());
+            if ep.public {
+                allowed(&format!("{token:?}"), status, &v);
+            } else {
+                assert_problem(status, &v, 401, &format!("{what} with {token:?}"));
+            }
         }
         for (user, token) in &tokens {
-            let (status, v) = call(&d, Some(token), ep.method, &path, ep.body.as_ref());
+            let (status, v) = call(&d, Some(token), ep.method, &path, body.as_ref());
             if ep.allowed.contains(user) {
-                assert!(
-                    status != 401 && status != 403 && status < 500,
-                    "{what} as {user}: expected allowed, got {status} {v}"
-                );
+                allowed(user, status, &v);
+            } else if ep.hidden.contains(user) {
+                assert_problem(status, &v, 404, &format!("{what} as {user}"));
             } else {
                 assert_problem(status, &v, 403, &format!("{what} as {user}"));
                 assert_eq!(v["title"], "forbidden", "{what} as {user}: {v}");
@@ -249,7 +482,7 @@ fn permission_matrix(backend: Backend) {
             checked += 1;
         }
     }
-    assert!(checked >= 100, "{checked} cells");
+    assert!(checked >= 250, "{checked} cells");
     // Refusals and the first use of every token are in the audit log.
     let log = d.get("/v1/audit?limit=1000");
     let items = log["items"].as_array().expect("items");
@@ -260,12 +493,55 @@ fn permission_matrix(backend: Backend) {
         ALL.len(),
         "once per token per day: {log}"
     );
-    assert!(count("auth.refused") >= 3 * endpoints().len(), "{log}");
+    let guarded = endpoints().iter().filter(|e| !e.public).count();
+    assert!(count("auth.refused") >= 3 * guarded, "{log}");
+    let forbidden = |actor: &str, path: &str| {
+        items.iter().any(|i| {
+            i["kind"] == "auth.forbidden" && i["actor"] == actor && i["detail"]["path"] == path
+        })
+    };
+    assert!(forbidden("visitor", "/v1/instances"), "{log}");
+    // Refusals by the permission check and by the task handler's role check alike.
+    assert!(forbidden("officer", "/v1/tasks"), "{log}");
     assert!(
-        items.iter().any(|i| i["kind"] == "auth.forbidden"
-            && i["actor"] == "visitor"
-            && i["detail"]["path"] == "/v1/instances"),
+        forbidden("reader", &format!("/v1/tasks/{}/claim", tasks[0])),
         "{log}"
+    );
+    assert!(
+        forbidden("admin", &format!("/v1/tasks/{}/complete", tasks[1])),
+        "{log}"
+    );
+    assert!(
+        forbidden("ops", &format!("/v1/instances/{intake}/identity")),
+        "{log}"
+    );
+    // Public paths take no token, so nothing about them is refused or audited as a use.
+    assert!(
+        !items.iter().any(|i| i["detail"]["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("/v1/public/"))),
+        "{log}"
+    );
+    // Every identity read is in the audit log with who and why.
+    assert!(
+        items.iter().any(|i| i["kind"] == "identity.read"
+            && i["actor"] == "officer"
+            && i["detail"]["reason"] == "matrix check"),
+        "{log}"
+    );
+    // The task rows did what they say.
+    let shown = |t: &str| d.get(&format!("/v1/tasks/{t}"));
+    let t = shown(&tasks[0]);
+    assert!(t["status"] == "open" && t["claimed_by"].is_null(), "{t}");
+    let t = shown(&tasks[1]);
+    assert!(
+        t["status"] == "completed" && t["closed_by"] == "clerk",
+        "{t}"
+    );
+    let t = shown(&tasks[2]);
+    assert!(
+        t["status"] == "rejected" && t["closed_by"] == "clerk",
+        "{t}"
     );
     // History records who acted.
     let shown = d.instance(&running);

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clearflow_core::engine::{Event, Instance, RefusalKind, TaskAction, check_task_action};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -23,7 +23,7 @@ use super::caller::{Caller, Permission};
 use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use crate::clock::ms;
-use crate::store::{Closing, TaskFilter, TaskRefused, TaskRow};
+use crate::store::{Closing, TaskFilter, TaskRefused, TaskRow, TaskView};
 
 type Reply = Result<Response, Response>;
 
@@ -73,6 +73,13 @@ fn refused(r: TaskRefused, id: &str) -> Response {
         TaskRefused::Forbidden(why) => problem(StatusCode::FORBIDDEN, "forbidden", why),
         TaskRefused::Conflict(why) => problem(StatusCode::CONFLICT, "claimed", why),
     }
+}
+
+/// One page of the task list, serialised straight into the response.
+#[derive(Serialize)]
+struct Page<'a> {
+    items: Vec<TaskView<'a>>,
+    next: Option<String>,
 }
 
 /// Whether `c` may see `t`: a role they hold, assigned, claimed or closed by them, or a
@@ -186,8 +193,8 @@ async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQue
                 .map(|r| format!("{}_{}_{}", r.priority, r.created_at, r.id))
         })
         .flatten();
-    let items: Vec<Value> = rows.iter().map(|t| t.view(now)).collect();
-    Ok(Json(json!({ "items": items, "next": next })).into_response())
+    let items = rows.iter().map(|t| TaskView::of(t, now)).collect();
+    Ok(Json(Page { items, next }).into_response())
 }
 
 /// The task, if it exists and the caller may see it (404 otherwise, revealing nothing).

@@ -24,7 +24,7 @@ pub mod schedules;
 pub use audit::{AuditEvent, AuditRecord, Breach, Verification};
 pub use auth::{IssuedToken, TOKEN_PREFIX, TokenRecord, hash_secret, parse_token, secret_matches};
 mod tasks;
-pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow};
+pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow, TaskView};
 pub mod identity;
 
 /// Which database is behind the store.
@@ -412,6 +412,10 @@ impl Store {
                 cfg.max_connections
             })
             .acquire_timeout(Duration::from_secs(30))
+            // A SQLite connection is a thread in this process: the ping before every
+            // acquire is a thread round trip per query that cannot find a dropped
+            // connection. PostgreSQL keeps it (a server can close idle connections).
+            .test_before_acquire(backend != Backend::Sqlite)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

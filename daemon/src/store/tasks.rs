@@ -97,17 +97,35 @@ pub struct TaskRow {
     pub result: Option<serde_json::Value>,
 }
 
-impl TaskRow {
-    /// The task as the API and notification lists show it: the row, its due and
-    /// follow-up dates as RFC 3339, and whether it is late at `now` (ms).
-    pub fn view(&self, now: i64) -> serde_json::Value {
+/// A task as the API and notification lists show it: the row, its due and follow-up
+/// dates as RFC 3339, and whether it is late. Serialised straight into responses (a page
+/// of them is the task list).
+#[derive(Debug, serde::Serialize)]
+pub struct TaskView<'a> {
+    #[serde(flatten)]
+    row: &'a TaskRow,
+    due: Option<String>,
+    follow_up: Option<String>,
+    overdue: bool,
+}
+
+impl TaskView<'_> {
+    /// The view of `t` at `now` (ms).
+    pub fn of(t: &TaskRow, now: i64) -> TaskView<'_> {
         let time = |ms: Option<i64>| ms.map(|d| crate::clock::from_ms(d).to_rfc3339());
-        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        v["due"] = serde_json::json!(time(self.due_at));
-        v["follow_up"] = serde_json::json!(time(self.follow_up_at));
-        v["overdue"] =
-            serde_json::json!(self.status == "open" && self.due_at.is_some_and(|d| d < now));
-        v
+        TaskView {
+            row: t,
+            due: time(t.due_at),
+            follow_up: time(t.follow_up_at),
+            overdue: t.status == "open" && t.due_at.is_some_and(|d| d < now),
+        }
+    }
+}
+
+impl TaskRow {
+    /// [`TaskView`] as a JSON value, for answers that add to it.
+    pub fn view(&self, now: i64) -> serde_json::Value {
+        serde_json::to_value(TaskView::of(self, now)).unwrap_or(serde_json::Value::Null)
     }
 }
 
@@ -331,9 +349,22 @@ impl Store {
             let u2 = next(&mut binds, Bind::Text(user.clone()));
             clauses.push(format!("(assignee = {u1} OR claimed_by = {u2})"));
         }
+        // A known status goes into the text: bound, it would make SQLite re-prepare the
+        // statement at every execution (the partial indexes' `WHERE status = 'open'` is
+        // checked against the bound value, which marks the statement expired on each
+        // new binding), and it would hide those indexes from the plan of the page.
+        let mut status = f.status.as_ref();
+        if let Some(known) = status.and_then(|st| {
+            ["open", "completed", "rejected", "cancelled"]
+                .into_iter()
+                .find(|k| k == st)
+        }) {
+            clauses.push(format!("status = '{known}'"));
+            status = None;
+        }
         for (col, v) in [
             ("role", &f.role),
-            ("status", &f.status),
+            ("status", &status.cloned()),
             ("workflow", &f.workflow),
             ("instance_id", &f.instance),
         ] {
