@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 
 use chrono::TimeDelta;
@@ -15,24 +14,7 @@ use serde_json::json;
 use support::{Backend, Daemon, Options, fixtures};
 
 fn dist(name: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
-    let sums = std::fs::read_to_string(root.join("SHA256SUMS")).expect(
-        "plugins/dist/SHA256SUMS is missing: run plugins/build.sh (./scripts/test.sh does)",
-    );
-    let sum = sums
-        .lines()
-        .find_map(|l| {
-            l.strip_suffix(&format!("  {name}.wasm"))
-                .or_else(|| l.strip_suffix(&format!(" *{name}.wasm")))
-        })
-        .unwrap_or_else(|| panic!("{name}.wasm is not in SHA256SUMS"));
-    format!(
-        "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sum}\"\n",
-        root.join(format!("{name}.wasm"))
-            .canonicalize()
-            .expect("plugin file")
-            .display()
-    )
+    support::dist_plugin(name)
 }
 
 fn plugin_config() -> String {

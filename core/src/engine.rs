@@ -876,22 +876,10 @@ impl<'a> Run<'a> {
                 self.inst.provisional.timers.remove(&timer);
                 continue;
             }
-            let computed = p
-                .span
-                .parse::<clearflow_time::Span>()
-                .map_err(|e| e.to_string())
-                .and_then(|span| self.deadline_from(p.from, &span));
-            let (at, provisional) = match computed {
-                Ok(d) => d,
-                Err(e) => {
-                    // The old time stays; a later reload may fix the calendar.
-                    self.log(
-                        "deadline_not_recomputed",
-                        Some(&p.step),
-                        json!({"timer": timer, "error": e}),
-                    );
-                    continue;
-                }
+            let Some((at, provisional)) =
+                self.recompute(&p.step, &p.span, p.from, json!({"timer": timer}))
+            else {
+                continue;
             };
             self.inst.provisional.timers.remove(&timer);
             let mut current = timer;
@@ -950,6 +938,31 @@ impl<'a> Run<'a> {
             self.report_provisional(&step, span, at);
         }
         Ok((timer, at, provisional))
+    }
+
+    /// `span` (as written) counted again from `from` with the calendars of the moment.
+    /// On failure the old time stays (a later reload may fix the calendar) and the
+    /// history says why, with `what` naming the timer or task.
+    fn recompute(
+        &mut self,
+        step: &str,
+        span: &str,
+        from: DateTime<Utc>,
+        what: Value,
+    ) -> Option<(DateTime<Utc>, bool)> {
+        let computed = span
+            .parse::<clearflow_time::Span>()
+            .map_err(|e| e.to_string())
+            .and_then(|span| self.deadline_from(from, &span));
+        match computed {
+            Ok(d) => Some(d),
+            Err(e) => {
+                let mut detail = what;
+                detail["error"] = json!(e);
+                self.log("deadline_not_recomputed", Some(step), detail);
+                None
+            }
+        }
     }
 
     /// Records the first provisional deadline of `step` in the history.

@@ -25,10 +25,6 @@ pub fn root() -> PathBuf {
 
 /// `[[plugins]]` for the built-in plugins in `plugins/dist`, pinned to `SHA256SUMS`.
 pub fn builtin_plugins() -> String {
-    let dist = root().join("plugins/dist");
-    let sums = std::fs::read_to_string(dist.join("SHA256SUMS")).expect(
-        "plugins/dist/SHA256SUMS is missing: run plugins/build.sh (./scripts/test.sh does)",
-    );
     let mut out = String::from("\n[plugin_host]\ncache_dir = \"plugin-cache\"\n");
     for name in [
         "grade-report",
@@ -37,21 +33,7 @@ pub fn builtin_plugins() -> String {
         "file-to-records",
         "impact-period",
     ] {
-        let sum = sums
-            .lines()
-            .find_map(|l| {
-                l.strip_suffix(&format!("  {name}.wasm"))
-                    .or_else(|| l.strip_suffix(&format!(" *{name}.wasm")))
-            })
-            .unwrap_or_else(|| panic!("{name}.wasm is not in SHA256SUMS"));
-        let path = dist
-            .join(format!("{name}.wasm"))
-            .canonicalize()
-            .expect("plugin file");
-        out += &format!(
-            "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sum}\"\n",
-            path.display()
-        );
+        out += &crate::support::dist_plugin(name);
     }
     out
 }

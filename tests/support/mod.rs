@@ -741,3 +741,26 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// A `[[plugins]]` table for `plugins/dist/NAME.wasm`, pinned to its line in
+/// `plugins/dist/SHA256SUMS` (written by `plugins/build.sh`).
+pub fn dist_plugin(name: &str) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
+    let sums = fs::read_to_string(root.join("SHA256SUMS")).expect(
+        "plugins/dist/SHA256SUMS is missing: run plugins/build.sh (./scripts/test.sh does)",
+    );
+    let sum = sums
+        .lines()
+        .find_map(|l| {
+            l.strip_suffix(&format!("  {name}.wasm"))
+                .or_else(|| l.strip_suffix(&format!(" *{name}.wasm")))
+        })
+        .unwrap_or_else(|| panic!("{name}.wasm is not in SHA256SUMS"));
+    format!(
+        "\n[[plugins]]\nname = \"{name}\"\npath = \"{}\"\nsha256 = \"{sum}\"\n",
+        root.join(format!("{name}.wasm"))
+            .canonicalize()
+            .expect("plugin file")
+            .display()
+    )
+}

@@ -415,21 +415,10 @@ impl<'a> Run<'a> {
                 self.inst.provisional.tasks.remove(&task);
                 continue;
             };
-            let computed = p
-                .span
-                .parse::<clearflow_time::Span>()
-                .map_err(|e| e.to_string())
-                .and_then(|span| self.deadline_from(p.from, &span));
-            let (due, provisional) = match computed {
-                Ok(d) => d,
-                Err(e) => {
-                    self.log(
-                        "deadline_not_recomputed",
-                        Some(&p.step),
-                        json!({"task": task, "error": e}),
-                    );
-                    continue;
-                }
+            let Some((due, provisional)) =
+                self.recompute(&p.step, &p.span, p.from, json!({"task": task}))
+            else {
+                continue;
             };
             if due != p.at {
                 let moving: Vec<u32> = open
