@@ -35,9 +35,10 @@ print(json.dumps(out))
     serde_json::from_slice(&o.stdout).expect("json")
 }
 
-fn agenda_lists_exactly_the_suspected_and_key_cases(backend: Backend) {
+/// A daemon with the digest fixtures, the shipped templates and mail to its maildir.
+fn daemon(backend: Backend) -> Daemon {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/templates");
-    let mut d = Daemon::start_with(
+    Daemon::start_with(
         backend,
         &fixtures(),
         Options {
@@ -47,7 +48,11 @@ fn agenda_lists_exactly_the_suspected_and_key_cases(backend: Backend) {
             ),
             ..Options::default()
         },
-    );
+    )
+}
+
+fn agenda_lists_exactly_the_suspected_and_key_cases(backend: Backend) {
+    let mut d = daemon(backend);
     let cases = [
         ("甲 key running", "key"),
         ("乙 suspected running", "suspected"),
@@ -111,18 +116,7 @@ fn agenda_lists_exactly_the_suspected_and_key_cases_postgres() {
 /// The weekly overdue digest: open tasks of a role past their due date, read from the
 /// task store when the mail is queued — not the ones still in time.
 fn overdue_digest_lists_the_roles_late_tasks(backend: Backend) {
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/templates");
-    let mut d = Daemon::start_with(
-        backend,
-        &fixtures(),
-        Options {
-            extra: format!(
-                "\n[mail]\ntemplates = \"{}\"\n[mail.transport]\nkind = \"maildir\"\npath = \"var/maildir\"\n",
-                templates.display()
-            ),
-            ..Options::default()
-        },
-    );
+    let mut d = daemon(backend);
     d.start_instance("errand", &json!({ "title": "甲 long overdue" }), None);
     d.settle();
     d.advance(chrono::TimeDelta::days(2));
