@@ -32,6 +32,7 @@ const SHIPPED: &[(&str, &[&str])] = &[
     ("follow-up-visit", &["case", "visit"]),
     ("impact-period-ending", &["case", "official", "sanction"]),
     ("joint-review-agenda", &["meeting", "rows"]),
+    ("overdue-tasks", &["digest", "rows"]),
     ("quarterly-digest", &["quarter", "rows"]),
 ];
 

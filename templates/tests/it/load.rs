@@ -35,6 +35,7 @@ fn shipped_templates_load_in_both_locales() {
             "follow-up-visit",
             "impact-period-ending",
             "joint-review-agenda",
+            "overdue-tasks",
             "quarterly-digest",
             "records-filed",
             "reporter-feedback",
