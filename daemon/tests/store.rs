@@ -6,55 +6,20 @@
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
+#[macro_use]
+mod store_support;
 
 use std::future::Future;
 
-use clearflow::config::{Durability, StoreConfig};
 use clearflow::store::{Advance, ListFilter, NewHistory, NewInstance, Started, Store, StoreError};
-use support::{Backend, PgDatabase};
+use support::Backend;
 
 fn run<F, Fut>(backend: Backend, body: F)
 where
     F: FnOnce(Store) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let pg = (backend == Backend::Postgres).then(PgDatabase::create);
-    let url = match &pg {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", tmp.path().join("store.db").display()),
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let cfg = StoreConfig {
-            url,
-            durability: Durability::Normal,
-            max_connections: 4,
-        };
-        let store = Store::open(&cfg).await.expect("opening the store");
-        store
-            .save_definition("h1", "wf", "wf.yaml", "id: wf", 0)
-            .await
-            .expect("definition");
-        body(store).await;
-    });
-    drop(rt);
-    drop(pg);
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $name() { super::run(super::Backend::Sqlite, super::$name) })*
-        }
-        mod postgres {
-            $(#[test] fn $name() { super::run(super::Backend::Postgres, super::$name) })*
-        }
-    };
+    store_support::run_on(backend, 4, body);
 }
 
 both_backends!(
