@@ -93,4 +93,4 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets "${locked[@]}" -- -D warnings
 log "cargo test"
-cargo test --workspace "${locked[@]}"
+cargo test --workspace --no-fail-fast "${locked[@]}"

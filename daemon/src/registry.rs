@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use clearflow_core::workflow::NodeKind;
@@ -20,6 +21,9 @@ pub struct Registry {
     templates: RwLock<Option<Templates>>,
     directory: RwLock<Arc<Directory>>,
     versions: RwLock<HashMap<String, Arc<Workflow>>>,
+    /// Clock time (ms) of the last reload: a schedule changed by it counts its fire times
+    /// from then, however late the scheduler notices.
+    loaded_at: AtomicI64,
 }
 
 /// Where the deployed files are.
@@ -145,6 +149,7 @@ impl Registry {
             templates: RwLock::new(None),
             directory: RwLock::new(Arc::new(Directory::default())),
             versions: RwLock::new(HashMap::new()),
+            loaded_at: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -238,7 +243,13 @@ impl Registry {
                 .insert(wf.hash.clone(), wf.clone());
         }
         *self.current.write().expect("lock") = Arc::new(catalog);
+        self.loaded_at.store(now, Ordering::Release);
         problems
+    }
+
+    /// Clock time (ms) of the last reload (`i64::MAX` before the first).
+    pub fn loaded_at(&self) -> i64 {
+        self.loaded_at.load(Ordering::Acquire)
     }
 
     /// The current catalog.

@@ -151,7 +151,7 @@ impl Scheduler {
         Ok(wake)
     }
 
-    /// The stored state of `spec`, created (or restarted at `now` after a change of its
+    /// The stored state of `spec`, created (or restarted from the reload that changed its
     /// fire times) when needed.
     async fn state(
         &self,
@@ -167,10 +167,13 @@ impl Scheduler {
         {
             Some(s) if s.fingerprint == fingerprint => Ok(s.clone()),
             found => {
+                // Counting starts when the definition was loaded, not when this round
+                // noticed it: a fire between the two is not lost.
+                let since = ms(now).min(self.worker.registry.loaded_at());
                 let state = self
                     .worker
                     .store
-                    .sync_schedule(&wf.id, &spec.id, &fingerprint, ms(now))
+                    .sync_schedule(&wf.id, &spec.id, &fingerprint, since)
                     .await?;
                 if found.is_some() {
                     tracing::info!(workflow = %wf.id, schedule = %spec.id, %fingerprint, "schedule changed; its fire times count from now");
