@@ -166,7 +166,13 @@ fn add_user(f: &mut Flagship, entry: &str) {
     text += entry;
     std::fs::write(&path, text).expect("users file");
     f.d.options.users += entry;
+    let loads = |d: &support::Daemon| d.logs().matches("workflows loaded").count();
+    let before = loads(&f.d);
     f.d.signal("HUP");
+    // The users file is read before the workflows, so the new user is known after this.
+    f.d.wait_until("the users file is reloaded", Duration::from_secs(30), |d| {
+        loads(d) > before
+    });
 }
 
 /// The accused official of the samples, as the clarification input names them.
