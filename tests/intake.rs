@@ -108,6 +108,11 @@ struct Setup {
 }
 
 fn setup(backend: Backend) -> Setup {
+    setup_with(backend, "")
+}
+
+/// [`setup`] with `more` appended to the configuration.
+fn setup_with(backend: Backend, more: &str) -> Setup {
     let smtp = smtp::SmtpServer::start(smtp::ServerOptions::default());
     let keydir = tempfile::tempdir().expect("tempdir");
     let key = keydir.path().join("identity.key");
@@ -136,7 +141,7 @@ fn setup(backend: Backend) -> Setup {
          [mail.transport]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nsecurity = \"plain\"\n",
         templates = fixtures().join("templates").display(),
         port = smtp.port(),
-    );
+    ) + more;
     let daemon = Daemon::start_with(
         backend,
         &fixtures(),
@@ -480,6 +485,180 @@ fn intake_receipt_status_and_identity_sqlite() {
 #[test]
 fn intake_receipt_status_and_identity_postgres() {
     intake_end_to_end(Backend::Postgres);
+}
+
+/// Closed cases expire: a warning to the administrators 30 days before, a hold that keeps
+/// the case past its expiry, and at the end the whole case — instance, history, mail,
+/// receipt code and sealed identity — deleted in one audited step, while a running case
+/// stays untouched.
+fn closed_cases_expire_after_a_warning(backend: Backend) {
+    let Setup {
+        mut daemon,
+        smtp,
+        _keys,
+    } = setup_with(
+        backend,
+        "\n[retention]\nkeep = \"1y\"\nwarn_before = \"30d\"\nevery_seconds = 1\n",
+    );
+    let d = &mut daemon;
+    let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(true));
+    assert_eq!(status, 201, "{text}");
+    let receipt = serde_json::from_str::<Value>(&text).expect("json")["receipt"]
+        .as_str()
+        .expect("receipt")
+        .to_owned();
+    let closed = only_instance(d, &[]);
+    waits_for(d, &closed, "screened");
+    d.post(
+        &format!("/v1/instances/{closed}/signal"),
+        &json!({ "name": "screened" }),
+    );
+    waits_for(d, &closed, "concluded");
+    d.post(
+        &format!("/v1/instances/{closed}/signal"),
+        &json!({ "name": "concluded", "data": { "feedback": "verified" } }),
+    );
+    d.wait_until("the case is concluded", Duration::from_secs(60), |d| {
+        d.instance(&closed)["instance"]["status"] == "completed"
+    });
+    assert_eq!(smtp.wait_for_messages(3, Duration::from_secs(60)).len(), 3);
+    // A second case stays open all along: it must never be touched.
+    let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(false));
+    assert_eq!(status, 201, "{text}");
+    let open = only_instance(d, std::slice::from_ref(&closed));
+
+    // Closed at the clock's start (2025-03-03 17:00 in Shanghai): kept one calendar
+    // year, warned 30 days before.
+    let list = |d: &Daemon| -> Value {
+        let out = d.admin_cli(&["retention", "list", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let items = list(d)["items"].as_array().expect("items").clone();
+    assert_eq!(items.len(), 1, "only the closed case is listed: {items:?}");
+    assert_eq!(items[0]["case"], json!(closed));
+    assert_eq!(items[0]["due"]["decision"], "wait");
+    assert_eq!(items[0]["due"]["warn_at"], "2026-02-01T09:00:00Z");
+    assert_eq!(items[0]["due"]["expires_at"], "2026-03-03T09:00:00Z");
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
+    let swept_at = |d: &mut Daemon, t: chrono::DateTime<chrono::Utc>| {
+        d.set_clock(t);
+        d.wait_until(
+            &format!("a retention sweep at {t}"),
+            Duration::from_secs(60),
+            |d| d.metric("clearflow_retention_swept_at_seconds") >= t.timestamp() as u64,
+        );
+    };
+
+    // A minute before the warning: nothing.
+    swept_at(d, at("2026-02-01T08:59:00Z"));
+    assert_eq!(d.metric("clearflow_retention_warned_total"), 0);
+    // The warning, once, however many sweeps follow.
+    swept_at(d, at("2026-02-01T09:00:00Z"));
+    swept_at(d, at("2026-02-02T09:00:00Z"));
+    assert_eq!(d.metric("clearflow_retention_warned_total"), 1);
+    let mails = smtp.wait_for_messages(4, Duration::from_secs(60));
+    let warnings: Vec<String> = mails
+        .iter()
+        .filter(|m| envelope_to(m) == "admin@example.org")
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning to the admin role");
+    assert!(warnings[0].contains(&closed), "{}", warnings[0]);
+    assert_no_secret("the retention warning", &warnings[0]);
+
+    // On hold, the case outlives its expiry.
+    let out = d.admin_cli(&["retention", "hold", &closed, "--reason", "申诉复查 appeal"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    swept_at(d, at("2026-03-10T09:00:00Z"));
+    assert_eq!(d.instance(&closed)["instance"]["status"], "completed");
+    assert_eq!(status_of(d, &receipt).0, 200);
+    assert_eq!(list(d)["items"][0]["due"]["decision"], "held");
+    // Released: deleted at the next sweep.
+    let out = d.admin_cli(&["retention", "release", &closed]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    swept_at(d, at("2026-03-10T09:01:00Z"));
+    assert_eq!(d.metric("clearflow_retention_deleted_total"), 1);
+    assert_eq!(
+        d.try_get(&format!("/v1/instances/{closed}"))
+            .expect("GET")
+            .0,
+        404
+    );
+    assert_eq!(status_of(d, &receipt).0, 404, "the receipt code is gone");
+    assert_eq!(d.instance(&open)["instance"]["status"], "running");
+    assert!(list(d)["items"].as_array().expect("items").is_empty());
+
+    // Every step is in the audit log; the deletion counts what it removed.
+    let audit = d.get("/v1/audit?limit=1000");
+    let kinds: Vec<&str> = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|a| a["instance_id"] == json!(closed) && a["actor"] != "reader")
+        .filter_map(|a| a["kind"].as_str())
+        .filter(|k| k.starts_with("retention."))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "retention.warned",
+            "retention.held",
+            "retention.released",
+            "retention.deleted"
+        ]
+    );
+    let deleted = audit["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|a| a["kind"] == "retention.deleted")
+        .expect("the deletion record")["detail"]
+        .clone();
+    assert_eq!(deleted["deleted"]["instances"], 1, "{deleted}");
+    assert_eq!(deleted["deleted"]["receipts"], 1, "{deleted}");
+    assert_eq!(deleted["deleted"]["identities"], 1, "{deleted}");
+    // Acknowledgement, staff notice, feedback and the warning.
+    assert_eq!(deleted["deleted"]["outbox"], 4, "{deleted}");
+    assert!(
+        deleted["deleted"]["history"].as_u64().expect("history") > 5,
+        "{deleted}"
+    );
+    assert_no_secret("the audit log", &audit.to_string());
+    // The history chains of what remains are intact, and the deleted one is not missed.
+    let out = d.admin_cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        d.logs()
+            .contains("closed case deleted at the end of its retention period")
+    );
+}
+
+#[test]
+fn closed_cases_expire_after_a_warning_sqlite() {
+    closed_cases_expire_after_a_warning(Backend::Sqlite);
+}
+
+#[test]
+fn closed_cases_expire_after_a_warning_postgres() {
+    closed_cases_expire_after_a_warning(Backend::Postgres);
 }
 
 #[test]

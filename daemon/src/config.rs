@@ -50,6 +50,9 @@ pub struct Config {
     /// The key that seals reporters' identities.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// How long closed cases are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 /// What one role permits (`[roles.NAME]`); a user's permissions are the union of their
@@ -320,6 +323,129 @@ impl Default for MailConfig {
     }
 }
 
+/// Retention of closed cases (保存期限): a case expires a set period after its last
+/// instance ended, its administrators are warned before, and the deletion is recorded in
+/// the audit log (see `crate::retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How long a closed case is kept (`5y`, `18mo`, `26w`, `90d`), or `never` (the
+    /// default: nothing is deleted).
+    #[serde(default)]
+    pub keep: Keep,
+    /// Periods for the cases of some workflows (the workflow of the case's first
+    /// instance), overriding `keep`.
+    #[serde(default)]
+    pub workflows: std::collections::BTreeMap<String, Keep>,
+    /// How long before its expiry a case's warning goes out (default `30d`); a case is
+    /// never deleted sooner than this after its warning.
+    #[serde(default = "default_warn_before", deserialize_with = "calendar_span")]
+    pub warn_before: clearflow_time::Span,
+    /// Who is warned: `role:NAME`, `user:ID` or addresses (default `role:admin`).
+    #[serde(default = "default_retention_notify")]
+    pub notify: Vec<String>,
+    /// The warning's template (default `retention-warning`).
+    #[serde(default = "default_retention_template")]
+    pub template: String,
+    /// The time zone in which periods are counted (default `Asia/Shanghai`).
+    #[serde(default = "default_retention_zone", deserialize_with = "time_zone")]
+    pub timezone: chrono_tz::Tz,
+    /// How often expiring cases are looked for, in seconds (default 3600).
+    #[serde(default = "default_retention_every")]
+    pub every_seconds: u64,
+}
+
+/// How long a closed case is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Forever.
+    #[default]
+    Never,
+    /// This long after the case ended.
+    For(clearflow_time::Span),
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keep, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "never" {
+            return Ok(Keep::Never);
+        }
+        parse_calendar_span(&text)
+            .map(Keep::For)
+            .map_err(|e| serde::de::Error::custom(format!("{e}; or `never` to keep cases forever")))
+    }
+}
+
+fn parse_calendar_span(text: &str) -> Result<clearflow_time::Span, String> {
+    use clearflow_time::Unit;
+    let span: clearflow_time::Span = text.parse().map_err(|e| format!("`{text}`: {e}"))?;
+    if span.amount() <= 0 {
+        return Err(format!("`{text}`: give a positive period"));
+    }
+    if !matches!(
+        span.unit(),
+        Unit::Days | Unit::Weeks | Unit::Months | Unit::Years
+    ) {
+        return Err(format!(
+            "`{text}`: retention periods are counted in calendar days, weeks, months or years (`d`, `w`, `mo`, `y`)"
+        ));
+    }
+    Ok(span)
+}
+
+fn calendar_span<'de, D: serde::Deserializer<'de>>(d: D) -> Result<clearflow_time::Span, D::Error> {
+    parse_calendar_span(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn time_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|_| serde::de::Error::custom(format!("`{name}` is not an IANA time zone")))
+}
+
+fn default_warn_before() -> clearflow_time::Span {
+    clearflow_time::Span::new(30, clearflow_time::Unit::Days)
+}
+fn default_retention_notify() -> Vec<String> {
+    vec!["role:admin".into()]
+}
+fn default_retention_template() -> String {
+    "retention-warning".into()
+}
+fn default_retention_zone() -> chrono_tz::Tz {
+    chrono_tz::Asia::Shanghai
+}
+fn default_retention_every() -> u64 {
+    3600
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep: Keep::Never,
+            workflows: Default::default(),
+            warn_before: default_warn_before(),
+            notify: default_retention_notify(),
+            template: default_retention_template(),
+            timezone: default_retention_zone(),
+            every_seconds: default_retention_every(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The period for a case whose first instance runs `workflow`.
+    pub fn keep_for(&self, workflow: &str) -> Keep {
+        self.workflows.get(workflow).copied().unwrap_or(self.keep)
+    }
+
+    /// Whether any case can expire.
+    pub fn enabled(&self) -> bool {
+        self.keep != Keep::Never || self.workflows.values().any(|k| *k != Keep::Never)
+    }
+}
+
 /// Users and roles.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -584,5 +710,83 @@ impl Config {
             source_name,
             message: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("clearflow.toml");
+        std::fs::write(&file, text).expect("write");
+        Config::load(Some(&file)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retention_is_off_unless_configured() {
+        let cfg = load("").expect("defaults");
+        assert!(!cfg.retention.enabled());
+        assert_eq!(cfg.retention.keep_for("anything"), Keep::Never);
+    }
+
+    #[test]
+    fn retention_periods_per_workflow() {
+        let cfg = load(
+            "[retention]\nkeep = \"5y\"\nwarn_before = \"2w\"\ntimezone = \"Europe/Berlin\"\n\
+             [retention.workflows]\nmonthly-joint-review = \"18mo\"\ncampaigns = \"never\"\n",
+        )
+        .expect("valid");
+        let r = &cfg.retention;
+        assert!(r.enabled());
+        assert_eq!(
+            r.keep_for("complaint-handling"),
+            Keep::For("5y".parse().unwrap())
+        );
+        assert_eq!(
+            r.keep_for("monthly-joint-review"),
+            Keep::For("18mo".parse().unwrap())
+        );
+        assert_eq!(r.keep_for("campaigns"), Keep::Never);
+        assert_eq!(r.warn_before, "2w".parse().unwrap());
+        assert_eq!(r.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(r.notify, ["role:admin"]);
+    }
+
+    #[test]
+    fn the_shipped_configuration_expires_cases_with_the_shipped_warning() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cfg = Config::load(Some(&root.join("config/clearflow.toml"))).expect("shipped config");
+        assert_eq!(cfg.retention.keep, Keep::For("5y".parse().unwrap()));
+        let templates =
+            clearflow_templates::load_dir(&root.join("workflows/templates")).expect("templates");
+        crate::retention::check_template(&cfg.retention, Some(&templates))
+            .expect("the shipped warning template reads only what a warning provides");
+        let mut wrong = cfg.retention.clone();
+        wrong.template = "task-reminder".into();
+        assert!(crate::retention::check_template(&wrong, Some(&templates)).is_err());
+    }
+
+    #[test]
+    fn bad_retention_settings_are_refused_naming_the_value() {
+        for (text, expect) in [
+            (
+                "[retention]\nkeep = \"15wd\"\n",
+                "calendar days, weeks, months or years",
+            ),
+            ("[retention]\nkeep = \"-1y\"\n", "positive"),
+            ("[retention]\nkeep = \"forever\"\n", "`never`"),
+            ("[retention]\nwarn_before = \"12h\"\n", "`12h`"),
+            (
+                "[retention]\ntimezone = \"Mars/Olympus\"\n",
+                "`Mars/Olympus` is not an IANA time zone",
+            ),
+            ("[retention]\nkeep_for = \"1y\"\n", "keep_for"),
+        ] {
+            let err = load(text).expect_err(text);
+            assert!(err.contains(expect), "{text}: {err}");
+            assert!(err.contains("clearflow.toml"), "{text}: {err}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`registry`]: deployed workflows, calendars and every version in use.
 //! - [`worker`]: the engine loop: claim, advance through the pure engine, commit.
 //! - [`scheduler`]: the cron loop: starts instances at their schedules' fire times, once each.
+//! - [`retention`]: closed cases warned of their expiry, then deleted, each step audited.
 //! - [`store`]: the sqlx store for SQLite and PostgreSQL.
 //! - [`api`]: the axum HTTP API.
 //! - [`clock`]: the system clock or a manual one for tests.
@@ -30,6 +31,7 @@ pub mod mailer;
 pub mod plugins;
 pub mod provisional;
 pub mod registry;
+pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod store;

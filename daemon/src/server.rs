@@ -115,6 +115,11 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
     let sender = tokio::spawn(mailer.clone().run(stop_rx.clone()));
     let scheduler = Arc::new(crate::scheduler::Scheduler::new(worker.clone()));
     let cron = tokio::spawn(scheduler.clone().run(stop_rx.clone()));
+    let retention = Arc::new(crate::retention::Retention::new(
+        worker.clone(),
+        cfg.retention.clone(),
+    ));
+    let sweeper = tokio::spawn(retention.clone().run(stop_rx.clone()));
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -148,6 +153,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
         mailer: mailer.clone(),
         body_limit: cfg.server.body_limit,
         scheduler,
+        retention,
         auth,
         intake: Arc::new(api::intake::Intake::new(&cfg.intake, identity_key)),
     });
@@ -164,6 +170,7 @@ pub async fn serve(cfg: Config, config_file: Option<std::path::PathBuf>) -> anyh
     engine.await?;
     sender.await?;
     cron.await?;
+    sweeper.await?;
     signals.abort();
     tracing::info!("stopped");
     Ok(())
@@ -261,6 +268,15 @@ async fn reload(registry: &Registry, cfg: &Config, worker: &Worker) {
         .await;
     for p in &problems {
         tracing::error!("{p}");
+    }
+    if let Err(e) = crate::retention::check_template(&cfg.retention, registry.templates().as_ref())
+    {
+        for p in e {
+            tracing::error!(
+                "[retention] template `{}`: {p}; expiry warnings become dead letters, and their cases are not deleted",
+                cfg.retention.template
+            );
+        }
     }
     if *registry.calendars() != *calendars_before {
         crate::provisional::calendars_changed(worker).await;

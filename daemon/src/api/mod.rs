@@ -43,6 +43,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The cron scheduler.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    /// The retention sweeper.
+    pub retention: Arc<crate::retention::Retention>,
     /// The roles and what they permit.
     pub auth: Arc<caller::Auth>,
     /// Public intake, status checks and the identity key.
@@ -258,11 +260,48 @@ async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Respons
     out += "# HELP clearflow_mail_dead_total Messages given up as dead letters.\n# TYPE clearflow_mail_dead_total counter\n";
     out += &format!("clearflow_mail_dead_total {}\n", m.dead.load(Relaxed));
     out += &schedules::metrics(&s);
+    out += &retention_metrics(&s.retention.counters);
     out += "# HELP clearflow_instances Instances by workflow and status.\n# TYPE clearflow_instances gauge\n";
     for (wf, status, n) in s.store().counts().await? {
         out += &format!("clearflow_instances{{workflow=\"{wf}\",status=\"{status}\"}} {n}\n");
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// The retention sweeper's lines of `/metrics`.
+fn retention_metrics(c: &crate::retention::Counters) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    for (name, kind, help, value) in [
+        (
+            "clearflow_retention_warned_total",
+            "counter",
+            "Expiry warnings of closed cases queued.",
+            c.warned.load(Relaxed),
+        ),
+        (
+            "clearflow_retention_deleted_total",
+            "counter",
+            "Closed cases deleted at the end of their retention period.",
+            c.deleted.load(Relaxed),
+        ),
+        (
+            "clearflow_retention_blocked",
+            "gauge",
+            "Closed cases due for deletion that need an administrator (last sweep).",
+            c.blocked.load(Relaxed),
+        ),
+    ] {
+        out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    }
+    let swept = c.swept_at.load(std::sync::atomic::Ordering::Acquire);
+    if swept >= 0 {
+        out += &format!(
+            "# HELP clearflow_retention_swept_at_seconds Clock time of the last retention sweep.\n# TYPE clearflow_retention_swept_at_seconds gauge\nclearflow_retention_swept_at_seconds {}\n",
+            swept / 1000
+        );
+    }
+    out
 }
 
 fn workflow_summary(wf: &clearflow_core::Workflow) -> Value {

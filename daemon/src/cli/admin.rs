@@ -1,6 +1,6 @@
 //! Commands an administrator runs on the host, directly on the store named by the
-//! configuration file: API tokens (`clearflow tokens`) and audit verification
-//! (`clearflow audit verify`). They need no token: access to the host and its
+//! configuration file: API tokens (`clearflow tokens`), audit verification
+//! (`clearflow audit verify`) and the retention of closed cases (`clearflow retention`). They need no token: access to the host and its
 //! configuration is the authority, which is how the first token is made.
 
 use std::path::{Path, PathBuf};
@@ -58,6 +58,33 @@ pub enum AuditCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `clearflow retention …`.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Closed cases with their expiry and what is due for each (oldest first).
+    List {
+        /// At most this many cases.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keep a case past its expiry until released (recorded in the audit log).
+    Hold {
+        /// The case's root instance (as the warning names it).
+        case: String,
+        /// Why (an appeal, a review, proceedings).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Release a hold: the case expires as configured again (recorded in the audit log).
+    Release {
+        /// The case's root instance.
+        case: String,
     },
 }
 
@@ -223,4 +250,108 @@ pub async fn audit(command: AuditCommand, config: Option<&Path>) -> anyhow::Resu
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Runs a `retention` command.
+pub async fn retention(
+    command: RetentionCommand,
+    config: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let (cfg, store, now) = open(config).await?;
+    match command {
+        RetentionCommand::List { limit, json } => {
+            let now_t = crate::clock::from_ms(now);
+            let mut out = Vec::new();
+            let mut after: Option<(i64, String)> = None;
+            'pages: loop {
+                let page = store
+                    .ended_roots(i64::MAX, after.as_ref().map(|(t, i)| (*t, i.as_str())), 200)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some((last.ended_at, last.id.clone()));
+                for root in page {
+                    if out.len() as u32 >= limit {
+                        break 'pages;
+                    }
+                    if let Some(case) = store.case_facts(&root.id).await? {
+                        let decision = crate::retention::decide(&cfg.retention, &case, now_t);
+                        out.push((case, decision));
+                    }
+                }
+            }
+            if json {
+                let items: Vec<_> = out
+                    .iter()
+                    .map(|(c, d)| {
+                        json!({
+                            "case": c.root, "workflow": c.workflow, "instances": c.members.len(),
+                            "ended_at": c.ended_at().map(crate::clock::from_ms),
+                            "warned_at": c.warned_at.map(crate::clock::from_ms),
+                            "hold": c.hold, "due": d,
+                        })
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "items": items }))?
+                );
+            } else {
+                use crate::retention::Decision as D;
+                if !cfg.retention.enabled() {
+                    println!("retention is off ([retention] keep = \"never\"): no case expires");
+                }
+                for (c, d) in &out {
+                    let at = |t: &chrono::DateTime<chrono::Utc>| time(Some(crate::clock::ms(*t)));
+                    let due = match d {
+                        D::Open => "open (an instance still runs)".to_owned(),
+                        D::Forever => "kept forever".to_owned(),
+                        D::Held { expires_at } => format!(
+                            "HELD ({}) — would expire {}",
+                            c.hold.as_ref().map(|h| h.reason.as_str()).unwrap_or(""),
+                            at(expires_at)
+                        ),
+                        D::Wait {
+                            warn_at,
+                            expires_at,
+                        } => {
+                            format!("warning {}, expires {}", at(warn_at), at(expires_at))
+                        }
+                        D::Warn { expires_at } => {
+                            format!("warning due now, expires {}", at(expires_at))
+                        }
+                        D::Warned { delete_at, .. } => {
+                            format!("warned, deleted from {}", at(delete_at))
+                        }
+                        D::Delete { .. } => "deletion due now".to_owned(),
+                        D::Blocked { reason } => format!("BLOCKED: {reason}"),
+                    };
+                    println!(
+                        "{}  {:<28} ended {}  {due}",
+                        c.root,
+                        c.workflow,
+                        time(c.ended_at())
+                    );
+                }
+                println!("{} closed case(s)", out.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        RetentionCommand::Hold { case, reason } => {
+            if reason.trim().is_empty() {
+                anyhow::bail!("--reason: say why the case is kept");
+            }
+            if !store.hold_case(&case, &reason, &host_actor(), now).await? {
+                anyhow::bail!("no case `{case}`: give the root instance the warning names");
+            }
+            println!("case {case} is held; it is kept until `clearflow retention release {case}`");
+            Ok(ExitCode::SUCCESS)
+        }
+        RetentionCommand::Release { case } => {
+            if !store.release_case(&case, &host_actor(), now).await? {
+                anyhow::bail!("case `{case}` has no hold");
+            }
+            println!("case {case} is released; it expires as configured");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -138,6 +138,15 @@ enum Command {
         #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Closed cases and their retention: list expiries, hold a case, release a hold (on
+    /// the host, directly in the store).
+    Retention {
+        #[command(subcommand)]
+        command: admin::RetentionCommand,
+        /// The configuration file (as for `serve`).
+        #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// A whistleblower's view: the public status of a report, by its receipt code.
     Status {
         /// The receipt code given at intake (`-`: read it from standard input).
@@ -308,6 +317,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Tokens { command, config } => admin::tokens(command, config.as_deref()).await,
         Command::Audit { command, config } => admin::audit(command, config.as_deref()).await,
+        Command::Retention { command, config } => {
+            admin::retention(command, config.as_deref()).await
+        }
         Command::Demo { config, samples } => demo::run(config.as_deref(), &samples).await,
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref())?;

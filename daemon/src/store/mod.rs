@@ -26,6 +26,7 @@ pub use auth::{IssuedToken, TOKEN_PREFIX, TokenRecord, hash_secret, parse_token,
 mod tasks;
 pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow, TaskView};
 pub mod identity;
+pub mod retention;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,6 +34,7 @@ const SHIPPED: &[(&str, &[&str])] = &[
     ("joint-review-agenda", &["meeting", "rows"]),
     ("overdue-tasks", &["digest", "rows"]),
     ("quarterly-digest", &["quarter", "rows"]),
+    ("retention-warning", &["retention"]),
 ];
 
 #[test]

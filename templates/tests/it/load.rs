@@ -39,6 +39,7 @@ fn shipped_templates_load_in_both_locales() {
             "quarterly-digest",
             "records-filed",
             "reporter-feedback",
+            "retention-warning",
             "task-assigned",
             "task-overdue-escalation",
             "task-reminder"
