@@ -487,20 +487,13 @@ fn intake_receipt_status_and_identity_postgres() {
     intake_end_to_end(Backend::Postgres);
 }
 
-/// Closed cases expire: a warning to the administrators 30 days before, a hold that keeps
-/// the case past its expiry, and at the end the whole case — instance, history, mail,
-/// receipt code and sealed identity — deleted in one audited step, while a running case
-/// stays untouched.
-fn closed_cases_expire_after_a_warning(backend: Backend) {
-    let Setup {
-        mut daemon,
-        smtp,
-        _keys,
-    } = setup_with(
-        backend,
-        "\n[retention]\nkeep = \"1y\"\nwarn_before = \"30d\"\nevery_seconds = 1\n",
-    );
-    let d = &mut daemon;
+/// `[retention]` for the retention tests: one year, warned 30 days before, swept at every
+/// move of the clock.
+const RETENTION: &str = "\n[retention]\nkeep = \"1y\"\nwarn_before = \"30d\"\nevery_seconds = 1\n";
+
+/// Files a complaint with a reporter and concludes it; returns its instance and receipt
+/// code once its three mails are delivered.
+fn close_a_case(d: &mut Daemon, smtp: &smtp::SmtpServer) -> (String, String) {
     let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(true));
     assert_eq!(status, 201, "{text}");
     let receipt = serde_json::from_str::<Value>(&text).expect("json")["receipt"]
@@ -522,6 +515,51 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
         d.instance(&closed)["instance"]["status"] == "completed"
     });
     assert_eq!(smtp.wait_for_messages(3, Duration::from_secs(60)).len(), 3);
+    (closed, receipt)
+}
+
+fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+    s.parse().expect("time")
+}
+
+/// Moves the clock to `t` and waits for a retention sweep at that time.
+fn sweep_at(d: &mut Daemon, t: chrono::DateTime<chrono::Utc>) {
+    d.set_clock(t);
+    d.wait_until(
+        &format!("a retention sweep at {t}"),
+        Duration::from_secs(60),
+        |d| d.metric("clearflow_retention_swept_at_seconds") >= t.timestamp() as u64,
+    );
+}
+
+/// The retention records of `case` in the audit log, oldest first.
+fn retention_audit(d: &Daemon, case: &str) -> Vec<Value> {
+    d.get("/v1/audit?limit=1000")["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|a| {
+            a["instance_id"] == json!(case)
+                && a["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("retention."))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Closed cases expire: a warning to the administrators 30 days before, a hold that keeps
+/// the case past its expiry, and at the end the whole case — instance, history, mail,
+/// receipt code and sealed identity — deleted in one audited step, while a running case
+/// stays untouched.
+fn closed_cases_expire_after_a_warning(backend: Backend) {
+    let Setup {
+        mut daemon,
+        smtp,
+        _keys,
+    } = setup_with(backend, RETENTION);
+    let d = &mut daemon;
+    let (closed, receipt) = close_a_case(d, &smtp);
     // A second case stays open all along: it must never be touched.
     let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(false));
     assert_eq!(status, 201, "{text}");
@@ -544,22 +582,13 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
     assert_eq!(items[0]["due"]["decision"], "wait");
     assert_eq!(items[0]["due"]["warn_at"], "2026-02-01T09:00:00Z");
     assert_eq!(items[0]["due"]["expires_at"], "2026-03-03T09:00:00Z");
-    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("time");
-    let swept_at = |d: &mut Daemon, t: chrono::DateTime<chrono::Utc>| {
-        d.set_clock(t);
-        d.wait_until(
-            &format!("a retention sweep at {t}"),
-            Duration::from_secs(60),
-            |d| d.metric("clearflow_retention_swept_at_seconds") >= t.timestamp() as u64,
-        );
-    };
 
     // A minute before the warning: nothing.
-    swept_at(d, at("2026-02-01T08:59:00Z"));
+    sweep_at(d, at("2026-02-01T08:59:00Z"));
     assert_eq!(d.metric("clearflow_retention_warned_total"), 0);
     // The warning, once, however many sweeps follow.
-    swept_at(d, at("2026-02-01T09:00:00Z"));
-    swept_at(d, at("2026-02-02T09:00:00Z"));
+    sweep_at(d, at("2026-02-01T09:00:00Z"));
+    sweep_at(d, at("2026-02-02T09:00:00Z"));
     assert_eq!(d.metric("clearflow_retention_warned_total"), 1);
     let mails = smtp.wait_for_messages(4, Duration::from_secs(60));
     let warnings: Vec<String> = mails
@@ -578,7 +607,7 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    swept_at(d, at("2026-03-10T09:00:00Z"));
+    sweep_at(d, at("2026-03-10T09:00:00Z"));
     assert_eq!(d.instance(&closed)["instance"]["status"], "completed");
     assert_eq!(status_of(d, &receipt).0, 200);
     assert_eq!(list(d)["items"][0]["due"]["decision"], "held");
@@ -589,7 +618,7 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    swept_at(d, at("2026-03-10T09:01:00Z"));
+    sweep_at(d, at("2026-03-10T09:01:00Z"));
     assert_eq!(d.metric("clearflow_retention_deleted_total"), 1);
     assert_eq!(
         d.try_get(&format!("/v1/instances/{closed}"))
@@ -602,15 +631,8 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
     assert!(list(d)["items"].as_array().expect("items").is_empty());
 
     // Every step is in the audit log; the deletion counts what it removed.
-    let audit = d.get("/v1/audit?limit=1000");
-    let kinds: Vec<&str> = audit["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|a| a["instance_id"] == json!(closed) && a["actor"] != "reader")
-        .filter_map(|a| a["kind"].as_str())
-        .filter(|k| k.starts_with("retention."))
-        .collect();
+    let records = retention_audit(d, &closed);
+    let kinds: Vec<&str> = records.iter().filter_map(|a| a["kind"].as_str()).collect();
     assert_eq!(
         kinds,
         [
@@ -620,13 +642,7 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
             "retention.deleted"
         ]
     );
-    let deleted = audit["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|a| a["kind"] == "retention.deleted")
-        .expect("the deletion record")["detail"]
-        .clone();
+    let deleted = records[3]["detail"].clone();
     assert_eq!(deleted["deleted"]["instances"], 1, "{deleted}");
     assert_eq!(deleted["deleted"]["receipts"], 1, "{deleted}");
     assert_eq!(deleted["deleted"]["identities"], 1, "{deleted}");
@@ -636,7 +652,7 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
         deleted["deleted"]["history"].as_u64().expect("history") > 5,
         "{deleted}"
     );
-    assert_no_secret("the audit log", &audit.to_string());
+    assert_no_secret("the audit log", &d.get("/v1/audit?limit=1000").to_string());
     // The history chains of what remains are intact, and the deleted one is not missed.
     let out = d.admin_cli(&["audit", "verify"]);
     assert!(
@@ -659,6 +675,54 @@ fn closed_cases_expire_after_a_warning_sqlite() {
 #[test]
 fn closed_cases_expire_after_a_warning_postgres() {
     closed_cases_expire_after_a_warning(Backend::Postgres);
+}
+
+/// Two daemons on one PostgreSQL database sweep the same case at the same clock times:
+/// it is warned once and deleted once.
+#[test]
+fn two_daemons_warn_and_delete_a_case_once() {
+    let Setup {
+        mut daemon,
+        smtp,
+        _keys,
+    } = setup_with(Backend::Postgres, RETENTION);
+    let (closed, _) = close_a_case(&mut daemon, &smtp);
+    let mut other = Daemon::start_beside(&daemon);
+    for (t, mails) in [
+        ("2026-02-01T09:00:00Z", 4),
+        ("2026-02-15T09:00:00Z", 4),
+        ("2026-03-03T09:00:00Z", 4),
+        ("2026-03-04T09:00:00Z", 4),
+    ] {
+        let t = at(t);
+        std::thread::scope(|s| {
+            s.spawn(|| daemon.set_clock(t));
+            s.spawn(|| other.set_clock(t));
+        });
+        sweep_at(&mut daemon, t);
+        sweep_at(&mut other, t);
+        // The warning is delivered before the clock moves on.
+        assert_eq!(
+            smtp.wait_for_messages(mails, Duration::from_secs(60)).len(),
+            mails
+        );
+    }
+    assert_eq!(
+        daemon
+            .try_get(&format!("/v1/instances/{closed}"))
+            .expect("GET")
+            .0,
+        404
+    );
+    let total = |name: &str| daemon.metric(name) + other.metric(name);
+    assert_eq!(total("clearflow_retention_warned_total"), 1);
+    assert_eq!(total("clearflow_retention_deleted_total"), 1);
+    let kinds: Vec<String> = retention_audit(&daemon, &closed)
+        .iter()
+        .map(|a| a["kind"].as_str().expect("kind").to_owned())
+        .collect();
+    assert_eq!(kinds, ["retention.warned", "retention.deleted"]);
+    other.terminate();
 }
 
 #[test]

@@ -13,3 +13,6 @@ CREATE TABLE retention (
     held_by      TEXT,
     held_at      BIGINT
 );
+
+-- The sweep's scan: closed root instances in the order they ended.
+CREATE INDEX instances_ended_roots ON instances (ended_at, id) WHERE parent_id IS NULL AND ended_at IS NOT NULL;

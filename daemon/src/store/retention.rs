@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::append_audit;
-use super::{AuditEvent, NewMail, Store, StoreError, insert_mail, params};
+use super::{AuditEvent, Backend, NewMail, Store, StoreError, insert_mail, params};
 
 /// A root instance that has ended (its case may still be open through a child).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +202,9 @@ impl Store {
         mut event: AuditEvent,
     ) -> Result<Result<Deleted, NotDeleted>, StoreError> {
         let mut tx = self.begin().await?;
+        if !lock_root(&mut tx, self.backend, &expected.root).await? {
+            return Ok(Err(NotDeleted::Gone));
+        }
         let Some(now) = read_case(&mut tx, &expected.root).await? else {
             return Ok(Err(NotDeleted::Gone));
         };
@@ -281,7 +284,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
-        if !is_root(&mut tx, root).await? {
+        if !lock_root(&mut tx, self.backend, root).await? {
             return Ok(false);
         }
         sqlx::query(
@@ -310,6 +313,7 @@ impl Store {
     /// Returns false when the case had no hold.
     pub async fn release_case(&self, root: &str, by: &str, now: i64) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
+        lock_root(&mut tx, self.backend, root).await?;
         let done = sqlx::query(
             "UPDATE retention SET hold_reason = NULL, held_by = NULL, held_at = NULL \
              WHERE instance_id = $1 AND hold_reason IS NOT NULL",
@@ -334,14 +338,26 @@ impl Store {
     }
 }
 
-async fn is_root(conn: &mut sqlx::AnyConnection, id: &str) -> Result<bool, StoreError> {
-    Ok(
-        sqlx::query("SELECT 1 FROM instances WHERE id = $1 AND parent_id IS NULL")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some(),
-    )
+/// Locks the root instance's row for the rest of the transaction (PostgreSQL; SQLite's
+/// transactions take the write lock up front), so that a hold, a deletion and another
+/// daemon's deletion of one case run one after the other. False when there is no such
+/// root instance (any more).
+async fn lock_root(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE",
+    };
+    Ok(sqlx::query(&format!(
+        "SELECT 1 AS one FROM instances WHERE id = $1 AND parent_id IS NULL{lock}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
 }
 
 async fn read_case(
