@@ -176,7 +176,7 @@ impl Scheduler {
                     .sync_schedule(&wf.id, &spec.id, &fingerprint, since)
                     .await?;
                 if found.is_some() {
-                    tracing::info!(workflow = %wf.id, schedule = %spec.id, %fingerprint, "schedule changed; its fire times count from now");
+                    tracing::info!(workflow = %wf.id, schedule = %spec.id, %fingerprint, "schedule changed; its fire times count from the reload");
                 } else {
                     tracing::info!(workflow = %wf.id, schedule = %spec.id, %fingerprint, "schedule active");
                 }
