@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::{from_ms, ms};
 use crate::config::{Keep, RetentionConfig};
 use crate::mailer::{self, Request};
-use crate::store::retention::{CaseFacts, NotDeleted};
+use crate::store::retention::{CaseFacts, Cases, NotDeleted};
 use crate::store::{AuditEvent, StoreError};
 use crate::worker::Worker;
 
@@ -241,21 +241,13 @@ impl Retention {
             return Ok(out);
         };
         let store = &self.worker.store;
-        let mut after: Option<(i64, String)> = None;
+        let mut cases = Cases::ended_before(ms(cutoff));
         loop {
-            let page = store
-                .ended_roots(
-                    ms(cutoff),
-                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
-                    200,
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.ended_at, last.id.clone()));
-            for root in &page {
-                let Some(case) = store.case_facts(&root.id).await? else {
-                    continue;
-                };
+            let page = cases.next_page(store).await?;
+            if page.is_empty() {
+                break;
+            }
+            for case in page {
                 out.cases += 1;
                 match decide(&self.cfg, &case, now) {
                     Decision::Warn { expires_at } => {

@@ -262,21 +262,18 @@ pub async fn retention(
         RetentionCommand::List { limit, json } => {
             let now_t = crate::clock::from_ms(now);
             let mut out = Vec::new();
-            let mut after: Option<(i64, String)> = None;
+            let mut cases = crate::store::retention::Cases::ended_before(i64::MAX);
             'pages: loop {
-                let page = store
-                    .ended_roots(i64::MAX, after.as_ref().map(|(t, i)| (*t, i.as_str())), 200)
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some((last.ended_at, last.id.clone()));
-                for root in page {
+                let page = cases.next_page(&store).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for case in page {
                     if out.len() as u32 >= limit {
                         break 'pages;
                     }
-                    if let Some(case) = store.case_facts(&root.id).await? {
-                        let decision = crate::retention::decide(&cfg.retention, &case, now_t);
-                        out.push((case, decision));
-                    }
+                    let decision = crate::retention::decide(&cfg.retention, &case, now_t);
+                    out.push((case, decision));
                 }
             }
             if json {

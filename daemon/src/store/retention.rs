@@ -13,15 +13,50 @@ use sqlx::any::AnyRow;
 use super::audit::append_audit;
 use super::{AuditEvent, Backend, NewMail, Store, StoreError, insert_mail, params};
 
-/// A root instance that has ended (its case may still be open through a child).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndedRoot {
-    /// The root instance.
-    pub id: String,
-    /// Its workflow.
-    pub workflow: String,
-    /// When it ended (ms).
-    pub ended_at: i64,
+/// Pages through the cases whose root instance ended at or before a time, in the order
+/// they ended, so a long list is never held at once.
+#[derive(Debug, Clone)]
+pub struct Cases {
+    ended_before: i64,
+    after: (i64, String),
+}
+
+impl Cases {
+    /// Cases whose root ended at or before `ended_before` (ms).
+    pub fn ended_before(ended_before: i64) -> Cases {
+        Cases {
+            ended_before,
+            after: (i64::MIN, String::new()),
+        }
+    }
+
+    /// The facts of the next cases; empty when there are no more.
+    pub async fn next_page(&mut self, store: &Store) -> Result<Vec<CaseFacts>, StoreError> {
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, ended_at FROM instances \
+                 WHERE parent_id IS NULL AND ended_at IS NOT NULL AND ended_at <= $1 \
+                 AND (ended_at > $2 OR (ended_at = $2 AND id > $3)) \
+                 ORDER BY ended_at, id LIMIT 200",
+            )
+            .bind(self.ended_before)
+            .bind(self.after.0)
+            .bind(&self.after.1)
+            .fetch_all(&store.pool)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                let id: String = r.try_get("id")?;
+                self.after = (r.try_get("ended_at")?, id.clone());
+                // A root deleted meanwhile (by another daemon) is simply not listed.
+                out.extend(store.case_facts(&id).await?);
+            }
+            // A page whose roots all vanished is skipped, not taken for the end.
+            if !out.is_empty() || rows.is_empty() {
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// One instance of a case.
@@ -90,7 +125,7 @@ pub struct Deleted {
     pub tasks: u64,
     /// Outbox rows.
     pub outbox: u64,
-    /// Pending events and timers, subscriptions.
+    /// Pending events and timers.
     pub events: u64,
     /// Receipt codes.
     pub receipts: u64,
@@ -121,39 +156,6 @@ fn member(r: &AnyRow) -> Result<CaseMember, sqlx::Error> {
 }
 
 impl Store {
-    /// Root instances that ended at or before `ended_before`, in (ended, id) order after
-    /// the page key `after`; at most `limit`.
-    pub async fn ended_roots(
-        &self,
-        ended_before: i64,
-        after: Option<(i64, &str)>,
-        limit: u32,
-    ) -> Result<Vec<EndedRoot>, StoreError> {
-        let (after_at, after_id) = after.unwrap_or((i64::MIN, ""));
-        let rows = sqlx::query(
-            "SELECT id, workflow, ended_at FROM instances \
-             WHERE parent_id IS NULL AND ended_at IS NOT NULL AND ended_at <= $1 \
-             AND (ended_at > $2 OR (ended_at = $2 AND id > $3)) \
-             ORDER BY ended_at, id LIMIT $4",
-        )
-        .bind(ended_before)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(i64::from(limit.max(1)))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(EndedRoot {
-                    id: r.try_get("id")?,
-                    workflow: r.try_get("workflow")?,
-                    ended_at: r.try_get("ended_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
-    }
-
     /// The facts of the case rooted at `root`; none when there is no such root instance.
     pub async fn case_facts(&self, root: &str) -> Result<Option<CaseFacts>, StoreError> {
         let mut conn = self.pool.acquire().await?;
@@ -220,38 +222,29 @@ impl Store {
         let mut deleted = Deleted::default();
         for chunk in ids.chunks(200) {
             let list = params(1, chunk.len());
-            let mut run = async |sql: String| -> Result<u64, StoreError> {
+            // Every table holding rows of the case; `instances` last.
+            let counts: [(&str, &str, Option<&mut u64>); 9] = [
+                ("history", "instance_id", Some(&mut deleted.history)),
+                ("tasks", "instance_id", Some(&mut deleted.tasks)),
+                ("outbox", "instance_id", Some(&mut deleted.outbox)),
+                ("events", "instance_id", Some(&mut deleted.events)),
+                ("subscriptions", "instance_id", None),
+                ("receipts", "instance_id", Some(&mut deleted.receipts)),
+                ("identities", "instance_id", Some(&mut deleted.identities)),
+                ("retention", "instance_id", None),
+                ("instances", "id", Some(&mut deleted.instances)),
+            ];
+            for (table, column, count) in counts {
+                let sql = format!("DELETE FROM {table} WHERE {column} IN ({list})");
                 let mut q = sqlx::query(&sql);
                 for id in chunk {
                     q = q.bind(*id);
                 }
-                Ok(q.execute(&mut *tx).await?.rows_affected())
-            };
-            deleted.history +=
-                run(format!("DELETE FROM history WHERE instance_id IN ({list})")).await?;
-            deleted.tasks +=
-                run(format!("DELETE FROM tasks WHERE instance_id IN ({list})")).await?;
-            deleted.outbox +=
-                run(format!("DELETE FROM outbox WHERE instance_id IN ({list})")).await?;
-            deleted.events +=
-                run(format!("DELETE FROM events WHERE instance_id IN ({list})")).await?;
-            deleted.events += run(format!(
-                "DELETE FROM subscriptions WHERE instance_id IN ({list})"
-            ))
-            .await?;
-            deleted.receipts += run(format!(
-                "DELETE FROM receipts WHERE instance_id IN ({list})"
-            ))
-            .await?;
-            deleted.identities += run(format!(
-                "DELETE FROM identities WHERE instance_id IN ({list})"
-            ))
-            .await?;
-            run(format!(
-                "DELETE FROM retention WHERE instance_id IN ({list})"
-            ))
-            .await?;
-            deleted.instances += run(format!("DELETE FROM instances WHERE id IN ({list})")).await?;
+                let n = q.execute(&mut *tx).await?.rows_affected();
+                if let Some(count) = count {
+                    *count += n;
+                }
+            }
         }
         // The history chains go with their rows; the audit record below keeps the case's
         // instance ids.
