@@ -4,7 +4,7 @@
 //! malformed, wrong, expired, revoked, of a user no longer in the users file), the
 //! `tokens` commands, the CLI's credentials, and tamper detection by `audit verify`.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -304,7 +304,7 @@ fn matrix_workflows(into: &Path) {
 /// key from `clearflow identity keygen` in the environment.
 fn matrix_options(keys: &Path) -> Options {
     let key = keys.join("identity.key");
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["identity", "keygen"])
         .arg(&key)
         .output()

@@ -5,7 +5,7 @@
 //! SIGKILLed while starts are in flight, and the await must not pass before the partner
 //! has ended.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //! (a second later, once the crashed daemon's one-second leases expired) lands in the
 //! same step as in run A.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

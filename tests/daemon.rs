@@ -1,7 +1,7 @@
 //! The daemon and CLI as a user meets them: validate, graph, idempotent starts, SIGHUP
 //! reloads, SIGTERM, configuration errors and overrides, timers after downtime, health.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::path::Path;
 use std::process::Command;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use support::{BIN, Backend, Daemon, Options, epoch, fixtures};
 
 fn clearflow(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    Command::new(&*BIN)
         .args(args)
         .output()
         .expect("running clearflow")
@@ -277,7 +277,7 @@ fn serve_with(config: &str, env: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("clearflow.toml");
     std::fs::write(&file, config).expect("config");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.arg("serve")
         .arg("--config")
         .arg(&file)

@@ -2,9 +2,8 @@
 //! one branch per complaint as the staff would, and shows the cases, the open tasks and
 //! the mail — and leaves no usable token behind.
 
-#[path = "support/flagship.rs"]
-mod flagship;
-mod support;
+use clearflow_testkit as support;
+use clearflow_testkit::flagship;
 
 use chrono::{TimeZone, Utc};
 use flagship::Flagship;

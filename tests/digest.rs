@@ -1,7 +1,7 @@
 //! End-to-end: a notification that lists instances read from the store (the monthly
 //! joint review agenda) holds exactly the matching running cases, on both backends.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::path::Path;
 use std::process::Command;

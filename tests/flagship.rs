@@ -1,9 +1,8 @@
 //! The shipped complaint process end to end through the real daemon, plugins and SMTP
 //! server, on SQLite and PostgreSQL (DOMAIN.md WF1–WF5).
 
-#[path = "support/flagship.rs"]
-mod flagship;
-mod support;
+use clearflow_testkit as support;
+use clearflow_testkit::flagship;
 
 use chrono::{TimeZone, Utc};
 use flagship::Flagship;

@@ -5,9 +5,8 @@
 //! Each scenario runs on SQLite and PostgreSQL with the shipped workflows, the built-in
 //! plugins, the demo organisation and a real SMTP server (`support/flagship.rs`).
 
-#[path = "support/flagship.rs"]
-mod flagship;
-mod support;
+use clearflow_testkit as support;
+use clearflow_testkit::flagship;
 
 use chrono::{DateTime, FixedOffset, TimeZone, Utc};
 use flagship::Flagship;

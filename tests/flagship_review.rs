@@ -6,9 +6,8 @@
 //! message (envelope, headers, decoded text) and ties it to the step that queued it by
 //! its Message-ID.
 
-#[path = "support/flagship.rs"]
-mod flagship;
-mod support;
+use clearflow_testkit as support;
+use clearflow_testkit::flagship;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

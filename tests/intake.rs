@@ -6,7 +6,7 @@
 //! number are then searched for in the raw database, the daemon's log, the API's views
 //! and every email not addressed to the reporter.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,7 +116,7 @@ fn setup_with(backend: Backend, more: &str) -> Setup {
     let smtp = smtp::SmtpServer::start(smtp::ServerOptions::default());
     let keydir = tempfile::tempdir().expect("tempdir");
     let key = keydir.path().join("identity.key");
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["identity", "keygen"])
         .arg(&key)
         .output()
@@ -739,7 +739,7 @@ fn refuses_intake_without_a_key() {
     )
     .expect("config");
     let run = |extra_env: Option<(&str, &str)>| {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&*BIN);
         cmd.args(["serve", "--config"])
             .arg(&config)
             .current_dir(dir.path())
@@ -763,7 +763,7 @@ fn refuses_intake_without_a_key() {
     assert!(err.contains("expected 32 bytes"), "{err}");
     // A key file others can read is refused.
     let key = dir.path().join("identity.key");
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["identity", "keygen"])
         .arg(&key)
         .output()
@@ -783,7 +783,7 @@ fn refuses_intake_without_a_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("readable by others"));
     // And keygen never overwrites a key.
-    let again = Command::new(BIN)
+    let again = Command::new(&*BIN)
         .args(["identity", "keygen"])
         .arg(&key)
         .output()

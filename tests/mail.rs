@@ -3,7 +3,7 @@
 //! AUTH required): headers and content as delivered, an outage, a SIGKILL in the middle of
 //! sending, dead letters and their retry, and logs that carry no address.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! routes are registered only together with their operation, and every documented
 //! operation is served by the real daemon with the security the document states.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::path::{Path, PathBuf};
 
@@ -24,7 +24,7 @@ const REGENERATE: &str = "run `cargo run -p clearflow -- openapi > docs/openapi.
 
 #[test]
 fn committed_document_is_current() {
-    let generated = clearflow::api::openapi::to_json();
+    let generated = clearflow_api::openapi::to_json();
     if generated != committed() {
         let first = generated
             .lines()

@@ -5,7 +5,7 @@
 //! the wrong sha256 stops the daemon at start with a message naming the problem, and
 //! after every failure the daemon still runs other instances normally.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::process::Command;
 

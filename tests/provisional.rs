@@ -3,7 +3,7 @@
 //! shown on the instance; adding the next year's file and sending SIGHUP moves the timer
 //! to the right date and clears the mark.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::path::Path;
 use std::time::Duration;

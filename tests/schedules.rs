@@ -2,7 +2,7 @@
 //! one start per fire time, catch-up after downtime, overlap, pause and resume, DST,
 //! two daemons on one database, and reloading a changed schedule.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

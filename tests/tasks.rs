@@ -3,7 +3,7 @@
 //! conflicts, reminders and escalation delivered to a real SMTP server, escalation by
 //! reassignment and by routing, and tasks closed when their branch is cancelled.
 
-mod support;
+use clearflow_testkit as support;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -333,7 +333,7 @@ fn three_tier_review(backend: Backend) {
         .map(|u| (u, token_for(&d, u)))
         .collect();
     let cli = |args: &[&str], user: &str| {
-        std::process::Command::new(support::BIN)
+        std::process::Command::new(&*support::BIN)
             .args(args)
             .env("CLEARFLOW_SERVER", &url)
             .env("CLEARFLOW_TOKEN", &tokens[user])

@@ -27,11 +27,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use clearflow::clock::{Clock, ms};
-use clearflow::config::{Durability, EngineConfig, MailConfig, StoreConfig};
-use clearflow::registry::{Registry, Sources};
-use clearflow::store::{NewInstance, Store};
-use clearflow::worker::Worker;
+use clearflow_runtime::clock::{Clock, ms};
+use clearflow_runtime::config::{EngineConfig, MailConfig};
+use clearflow_runtime::registry::{Registry, Sources};
+use clearflow_runtime::worker::Worker;
+use clearflow_store::{Durability, StoreConfig};
+use clearflow_store::{NewInstance, Store};
 use serde_json::json;
 use sqlx::Row;
 
@@ -434,7 +435,7 @@ impl Bench {
         let start: DateTime<Utc> = DateTime::from_timestamp(1_767_225_600, 0).expect("start time");
         let clock = Clock::manual(start);
         // The plugins scenario calls the real compiled `echo` component.
-        let plugins: Arc<dyn clearflow::worker::PluginRunner> = if scenario == "plugins" {
+        let plugins: Arc<dyn clearflow_runtime::worker::PluginRunner> = if scenario == "plugins" {
             let dist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/dist");
             let sums = std::fs::read_to_string(dist.join("SHA256SUMS"))
                 .expect("plugins/dist: run plugins/build.sh");
@@ -445,7 +446,7 @@ impl Bench {
                 .to_owned();
             let host =
                 clearflow_plugin_host::Host::new(&dir.join("plugin-cache")).expect("plugin host");
-            let decl = clearflow::config::PluginConfig {
+            let decl = clearflow_runtime::config::PluginConfig {
                 name: "echo".into(),
                 path: dist.join("echo.wasm"),
                 sha256,
@@ -456,9 +457,9 @@ impl Bench {
                 max_output_bytes: None,
                 config: None,
             };
-            clearflow::plugins::load(&host, &[decl], dir).expect("loading echo")
+            clearflow_runtime::plugins::load(&host, &[decl], dir).expect("loading echo")
         } else {
-            Arc::new(clearflow::worker::NoPlugins)
+            Arc::new(clearflow_runtime::worker::NoPlugins)
         };
         let plugin_names = plugins.names();
         let registry = Arc::new(Registry::new());
@@ -488,7 +489,7 @@ impl Bench {
             cfg,
             MailConfig::default(),
         );
-        *worker.plugins.write().expect("lock") = plugins;
+        worker.set_plugins(plugins);
         let probe = sqlx::any::AnyPoolOptions::new()
             .max_connections(1)
             .connect(url)
@@ -585,7 +586,7 @@ impl Bench {
         let transitions: i64 = rounds.iter().map(|r| r.1).sum();
         let steps = self
             .worker
-            .counters
+            .counters()
             .steps
             .load(std::sync::atomic::Ordering::Relaxed);
         let drive_s = drive.as_secs_f64();

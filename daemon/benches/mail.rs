@@ -21,20 +21,20 @@
 //! against 1 and P (`--processes`, default 4) aiosmtpd processes sharing the port with
 //! SO_REUSEPORT, and against the maildir transport (no network: the outbox's own ceiling).
 
-#[path = "../../mail/tests/support/smtp.rs"]
-mod smtp;
+use clearflow_testkit::smtp;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use clearflow::clock::{Clock, ms};
-use clearflow::config::{Durability, EngineConfig, MailConfig, StoreConfig};
-use clearflow::mailer::Mailer;
-use clearflow::registry::{Registry, Sources};
-use clearflow::store::Store;
-use clearflow::worker::Worker;
+use clearflow_runtime::clock::{Clock, ms};
+use clearflow_runtime::config::{EngineConfig, MailConfig};
+use clearflow_runtime::mailer::Mailer;
+use clearflow_runtime::registry::{Registry, Sources};
+use clearflow_runtime::worker::Worker;
+use clearflow_store::Store;
+use clearflow_store::{Durability, StoreConfig};
 use serde_json::json;
 use sqlx::Row;
 
@@ -176,7 +176,7 @@ async fn scenario(
             mail_cfg,
             clock.clone(),
             "bench".into(),
-            worker.mail_wake.clone(),
+            worker.mail_wake(),
         )
         .expect("mail transport"),
     );
@@ -190,13 +190,13 @@ async fn scenario(
         .expect("probe connection");
 
     // Warm up: open the pool's connections.
-    queue(&worker, 0, concurrency * 2).await;
+    queue(&worker, &store, 0, concurrency * 2).await;
     wait_sent(&mailer, concurrency * 2).await;
     let base = concurrency * 2;
 
     // Burst.
     let t = Instant::now();
-    queue(&worker, base, messages).await;
+    queue(&worker, &store, base, messages).await;
     let queued_s = t.elapsed().as_secs_f64();
     wait_sent(&mailer, base + messages).await;
     let (first, last, _) = span(&probe, base).await;
@@ -217,7 +217,7 @@ async fn scenario(
     for i in 0..slices {
         let due = ((i + 1) as f64 * per_slice) as usize;
         if due > sent {
-            queue(&worker, from + sent, due - sent).await;
+            queue(&worker, &store, from + sent, due - sent).await;
             sent = due;
         }
         let next = Duration::from_millis(20 * (i as u64 + 1));
@@ -236,8 +236,8 @@ async fn scenario(
         pct(0.99),
         latencies.last().copied().unwrap_or_default()
     );
-    let retried = mailer.counters.retried.load(Relaxed);
-    let dead = mailer.counters.dead.load(Relaxed);
+    let retried = mailer.counters().retried.load(Relaxed);
+    let dead = mailer.counters().dead.load(Relaxed);
     if retried + dead > 0 {
         println!("  retried {retried}, dead {dead}");
     }
@@ -248,10 +248,10 @@ async fn scenario(
 
 /// Starts `n` instances (numbered from `from`) in transactions of up to 256, as the
 /// API would under load; each queues one message when the worker runs it.
-async fn queue(worker: &Worker, from: usize, n: usize) {
+async fn queue(worker: &Worker, store: &Store, from: usize, n: usize) {
     let mut i = from;
     while i < from + n {
-        let now = worker.clock.now();
+        let now = worker.now();
         let trees: Vec<_> = (i..(i + 256).min(from + n))
             .map(|k| {
                 worker
@@ -267,22 +267,21 @@ async fn queue(worker: &Worker, from: usize, n: usize) {
             })
             .collect();
         i += trees.len();
-        worker
-            .store
+        store
             .start(&trees, ms(now))
             .await
             .expect("starting instances");
-        worker.wake.notify_one();
+        worker.poke();
     }
 }
 
 async fn wait_sent(mailer: &Mailer, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(600);
-    while (mailer.counters.sent.load(Relaxed) as usize) < n {
+    while (mailer.counters().sent.load(Relaxed) as usize) < n {
         assert!(
             Instant::now() < deadline,
             "only {} of {n} messages were sent in ten minutes",
-            mailer.counters.sent.load(Relaxed)
+            mailer.counters().sent.load(Relaxed)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -3,13 +3,10 @@
 //! `cargo bench -p clearflow-mail --bench throughput` prints messages/s and p50/p99 of
 //! `Transport::send` for a few pool sizes; it asserts nothing. The target is ≥ 500 messages/s.
 
-#[path = "../tests/support/smtp.rs"]
-mod smtp_support;
-
 use std::time::{Duration, Instant};
 
 use clearflow_mail::{Mail, Security, SmtpConfig, Transport, TransportConfig, message_id};
-use smtp_support::{ServerOptions, SmtpServer};
+use clearflow_testkit::smtp::{ServerOptions, SmtpServer};
 
 const MESSAGES: usize = 2000;
 

@@ -1,7 +1,5 @@
 //! End-to-end tests of `Transport` against the real `scripts/smtp_server.py` and a maildir.
 
-mod support;
-
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -10,8 +8,8 @@ use clearflow_mail::{
     ConfigError, FailureKind, Mail, Security, SendError, SmtpConfig, Transport, TransportConfig,
     message_id,
 };
+use clearflow_testkit::smtp::{ServerOptions, SmtpServer, read_maildir};
 use mail_parser::MessageParser;
-use support::smtp::{ServerOptions, SmtpServer, read_maildir};
 
 const DOMAIN: &str = "clearflow.test";
 

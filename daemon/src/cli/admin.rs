@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::json;
 
-use crate::config::Config;
-use crate::store::Store;
+use clearflow_runtime::config::Config;
+use clearflow_store::Store;
 
 /// `clearflow tokens …`.
 #[derive(Debug, Subcommand)]
@@ -93,10 +93,10 @@ async fn open(config: Option<&Path>) -> anyhow::Result<(Config, Store, i64)> {
     let store = Store::open(&cfg.store).await.map_err(|e| {
         anyhow::anyhow!(
             "opening the store {}: {e}",
-            crate::server::redact(&cfg.store.url)
+            clearflow_runtime::redact(&cfg.store.url)
         )
     })?;
-    let now = crate::clock::ms(crate::server::make_clock(&cfg.clock)?.now());
+    let now = clearflow_runtime::clock::ms(clearflow_runtime::make_clock(&cfg.clock)?.now());
     Ok((cfg, store, now))
 }
 
@@ -129,7 +129,7 @@ pub async fn tokens(command: TokenCommand, config: Option<&Path>) -> anyhow::Res
                     "no users file is configured ([directory] users): tokens act as its users"
                 )
             })?;
-            let directory = crate::directory::Directory::load(&users)
+            let directory = clearflow_runtime::directory::Directory::load(&users)
                 .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
             if directory.user(&user).is_none() {
                 anyhow::bail!("no user `{user}` in the users file {}", users.display());
@@ -143,10 +143,14 @@ pub async fn tokens(command: TokenCommand, config: Option<&Path>) -> anyhow::Res
                 if span.amount() <= 0 {
                     anyhow::bail!("--expires: give a positive duration or `never`");
                 }
-                let at =
-                    clearflow_time::add(crate::clock::from_ms(now), &span, chrono_tz::UTC, None)
-                        .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
-                Some(crate::clock::ms(at.at))
+                let at = clearflow_time::add(
+                    clearflow_runtime::clock::from_ms(now),
+                    &span,
+                    chrono_tz::UTC,
+                    None,
+                )
+                .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
+                Some(clearflow_runtime::clock::ms(at.at))
             };
             let issued = store
                 .create_token(&user, name.as_deref(), expires_at, &host_actor(), now)
@@ -204,7 +208,9 @@ pub async fn tokens(command: TokenCommand, config: Option<&Path>) -> anyhow::Res
             Ok(ExitCode::SUCCESS)
         }
         TokenCommand::Revoke { id } => {
-            let id = id.strip_prefix(crate::store::TOKEN_PREFIX).unwrap_or(&id);
+            let id = id
+                .strip_prefix(clearflow_store::TOKEN_PREFIX)
+                .unwrap_or(&id);
             // Accept a whole token too, without ever printing its secret.
             let id = id.split('_').next().unwrap_or(id);
             if store.revoke_token(id, &host_actor(), now).await? {
@@ -260,9 +266,9 @@ pub async fn retention(
     let (cfg, store, now) = open(config).await?;
     match command {
         RetentionCommand::List { limit, json } => {
-            let now_t = crate::clock::from_ms(now);
+            let now_t = clearflow_runtime::clock::from_ms(now);
             let mut out = Vec::new();
-            let mut cases = crate::store::retention::Cases::ended_before(i64::MAX);
+            let mut cases = clearflow_store::retention::Cases::ended_before(i64::MAX);
             'pages: loop {
                 let page = cases.next_page(&store).await?;
                 if page.is_empty() {
@@ -272,7 +278,8 @@ pub async fn retention(
                     if out.len() as u32 >= limit {
                         break 'pages;
                     }
-                    let decision = crate::retention::decide(&cfg.retention, &case, now_t);
+                    let decision =
+                        clearflow_runtime::retention::decide(&cfg.retention, &case, now_t);
                     out.push((case, decision));
                 }
             }
@@ -282,8 +289,8 @@ pub async fn retention(
                     .map(|(c, d)| {
                         json!({
                             "case": c.root, "workflow": c.workflow, "instances": c.members.len(),
-                            "ended_at": c.ended_at().map(crate::clock::from_ms),
-                            "warned_at": c.warned_at.map(crate::clock::from_ms),
+                            "ended_at": c.ended_at().map(clearflow_runtime::clock::from_ms),
+                            "warned_at": c.warned_at.map(clearflow_runtime::clock::from_ms),
                             "hold": c.hold, "due": d,
                         })
                     })
@@ -293,12 +300,14 @@ pub async fn retention(
                     serde_json::to_string_pretty(&json!({ "items": items }))?
                 );
             } else {
-                use crate::retention::Decision as D;
+                use clearflow_runtime::retention::Decision as D;
                 if !cfg.retention.enabled() {
                     println!("retention is off ([retention] keep = \"never\"): no case expires");
                 }
                 for (c, d) in &out {
-                    let at = |t: &chrono::DateTime<chrono::Utc>| time(Some(crate::clock::ms(*t)));
+                    let at = |t: &chrono::DateTime<chrono::Utc>| {
+                        time(Some(clearflow_runtime::clock::ms(*t)))
+                    };
                     let due = match d {
                         D::Open => "open (an instance still runs)".to_owned(),
                         D::Forever => "kept forever".to_owned(),

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use serde_json::{Value, json};
 
-use crate::config::Config;
-use crate::directory::Directory;
-use crate::store::Store;
+use clearflow_runtime::config::Config;
+use clearflow_runtime::directory::Directory;
+use clearflow_store::Store;
 
 /// The staff the demo acts as, one per role.
 struct Staff {
@@ -71,7 +71,7 @@ pub async fn run(config: Option<&Path>, samples: &Path) -> anyhow::Result<ExitCo
         tokens: Default::default(),
         admin: staff.admin.clone(),
     };
-    let now = crate::clock::ms(crate::server::make_clock(&cfg.clock)?.now());
+    let now = clearflow_runtime::clock::ms(clearflow_runtime::make_clock(&cfg.clock)?.now());
     for user in [
         &staff.intake,
         &staff.handler,

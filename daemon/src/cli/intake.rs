@@ -23,7 +23,7 @@ pub enum IdentityCommand {
 pub fn identity(command: IdentityCommand) -> anyhow::Result<ExitCode> {
     match command {
         IdentityCommand::Keygen { file } => {
-            crate::identity::keygen(&file)
+            clearflow_runtime::identity::keygen(&file)
                 .map_err(|e| anyhow::anyhow!("writing the key to {}: {e}", file.display()))?;
             eprintln!(
                 "wrote a new identity key to {} (mode 0600). Back it up apart from the database: \

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use crate::config::Config;
+use clearflow_runtime::config::Config;
 use client::Client;
 
 /// clearflow — durable workflow automation.
@@ -324,7 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => {
             let cfg = Config::load(config.as_deref())?;
             crate::server::init_logging(&cfg.log);
-            crate::server::serve(cfg, config).await?;
+            crate::server::serve_with_signals(cfg, config).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { paths, json } => Ok(validate(&paths, json)),
@@ -468,7 +468,7 @@ fn validate(paths: &[PathBuf], as_json: bool) -> ExitCode {
                 .map_err(|e| template_errors = e)
                 .ok()
         });
-    let mut loaded = crate::registry::load_paths(paths, templates.as_ref());
+    let mut loaded = clearflow_runtime::registry::load_paths(paths, templates.as_ref());
     for e in template_errors {
         loaded.diagnostics.push(clearflow_core::Diagnostic::error(
             &e.path.display().to_string(),

@@ -5,6 +5,6 @@ use std::process::ExitCode;
 
 /// Prints the document: pretty JSON with a final newline.
 pub fn print() -> ExitCode {
-    print!("{}", crate::api::openapi::to_json());
+    print!("{}", clearflow_api::openapi::to_json());
     ExitCode::SUCCESS
 }

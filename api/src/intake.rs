@@ -1,0 +1,520 @@
+//! Public intake of complaints, status by receipt code, and the audited identity read.
+//!
+//! - `POST /v1/public/intake` (no token): starts `[intake] workflow` with the case data
+//!   and `reporter: {type, contact_by_email}` only. The identity is sealed into its own
+//!   table (see `crate::identity`); the answer carries a receipt code shown this once.
+//! - `POST /v1/public/status` (no token; POST so the code stays out of URLs and access
+//!   logs): the case's `vars.public_status` and `vars.feedback`, nothing else. A wrong
+//!   code and an unknown case get the same answer after the same Argon2 work.
+//! - `GET /v1/instances/{id}/identity?reason=…`: the decrypted identity, for callers
+//!   with `ReadIdentity`, each read recorded with who and why before it is shown.
+//!
+//! Request errors here never quote the body: serde's messages can echo a value, and a
+//! value here may be someone's name.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::caller::{Caller, Permission};
+use super::openapi::ProblemBody;
+use super::{AppState, Problem};
+use clearflow_runtime::config::IntakeConfig;
+use clearflow_runtime::data::StoredIdentity;
+use clearflow_runtime::identity::{Identity, IdentityKey, Receipt};
+
+/// The actor recorded for instances started by intake.
+const INTAKE_ACTOR: &str = "public:intake";
+/// Longest accepted identity field, in characters.
+const MAX_FIELD: usize = 1000;
+/// Limiters with more keys than this drop the ones that are full again.
+const LIMITER_KEYS: usize = 10_000;
+
+/// Intake settings, the identity key and the in-memory rate limiters.
+pub struct Intake {
+    cfg: IntakeConfig,
+    key: Option<IdentityKey>,
+    per_address: DefaultKeyedRateLimiter<IpAddr>,
+    status_per_address: DefaultKeyedRateLimiter<IpAddr>,
+    per_receipt: DefaultKeyedRateLimiter<String>,
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).expect("at least 1")
+}
+
+impl Intake {
+    /// The intake service; `key` is required when `cfg.workflow` is set.
+    pub fn new(cfg: &IntakeConfig, key: Option<IdentityKey>) -> Intake {
+        if cfg.workflow.is_some() {
+            clearflow_runtime::identity::Receipt::prepare_dummy();
+        }
+        Intake {
+            per_address: RateLimiter::keyed(
+                Quota::with_period(
+                    std::time::Duration::from_secs(3600) / cfg.intake_per_hour.max(1),
+                )
+                .expect("a positive period")
+                .allow_burst(nz(cfg.intake_burst)),
+            ),
+            status_per_address: RateLimiter::keyed(
+                Quota::per_minute(nz(cfg.status_per_minute)).allow_burst(nz(cfg.status_burst)),
+            ),
+            per_receipt: RateLimiter::keyed(
+                Quota::with_period(
+                    std::time::Duration::from_secs(3600) / cfg.receipt_per_hour.max(1),
+                )
+                .expect("a positive period")
+                .allow_burst(nz(cfg.receipt_burst)),
+            ),
+            cfg: cfg.clone(),
+            key,
+        }
+    }
+
+    /// The identity key, when one is configured.
+    pub fn key(&self) -> Option<&IdentityKey> {
+        self.key.as_ref()
+    }
+
+    /// The body limit of `POST /v1/public/intake` (`[intake] body_limit`).
+    pub fn body_limit(&self) -> usize {
+        self.cfg.body_limit
+    }
+}
+
+/// The routes of this file with their OpenAPI operations; `intake_body_limit` is the
+/// body limit of the intake endpoint.
+pub fn routes(intake_body_limit: usize) -> OpenApiRouter<AppState> {
+    let (schemas, paths, method) = routes!(intake);
+    let intake = (
+        schemas,
+        paths,
+        method.layer(DefaultBodyLimit::max(intake_body_limit)),
+    );
+    let (schemas, paths, method) = routes!(status);
+    let status = (schemas, paths, method.layer(DefaultBodyLimit::max(4096)));
+    OpenApiRouter::new()
+        .routes(intake)
+        .routes(status)
+        .routes(routes!(read_identity))
+}
+
+/// The client's address (the TCP peer), when the server records it.
+struct ClientAddr(Option<IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<ClientAddr, Problem> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+fn too_many(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut r = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests",
+        format!("too many requests from this address; try again in {secs} s"),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_str(&secs.to_string()).expect("digits"),
+    );
+    r
+}
+
+// The refusal is the handler's whole answer, so it is a `Response` (not worth boxing).
+#[allow(clippy::result_large_err)]
+fn check<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), Response> {
+    if limiter.len() > LIMITER_KEYS {
+        limiter.retain_recent();
+    }
+    limiter
+        .check_key(key)
+        .map_err(|not_until| too_many(not_until.wait_time_from(DefaultClock::default().now())))
+}
+
+/// A body error that says where, never what: the value may be personal data.
+fn body_error(e: &serde_json::Error) -> Problem {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => "is not valid JSON",
+        Category::Data => "does not have the expected shape",
+    };
+    Problem::bad_request(format!(
+        "the request body {what} (line {}, column {}); see the API documentation",
+        e.line(),
+        e.column()
+    ))
+}
+
+/// A complaint.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct IntakeBody {
+    /// The case data, as the intake workflow's input schema asks (`reporter` is reserved).
+    case: Map<String, Value>,
+    /// The reporter's identity, sealed apart from the case; absent for an anonymous report.
+    #[serde(default)]
+    reporter: Option<ReporterBody>,
+}
+
+/// The reporter's identity (each field at most 1000 characters).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReporterBody {
+    /// The reporter's name.
+    #[serde(default)]
+    name: Option<String>,
+    /// An email address for news of the case.
+    #[serde(default)]
+    email: Option<String>,
+    /// A phone number.
+    #[serde(default)]
+    phone: Option<String>,
+    /// An identity document number.
+    #[serde(default)]
+    id_number: Option<String>,
+    /// A postal address.
+    #[serde(default)]
+    address: Option<String>,
+    /// Whether the reporter wants mail (default: yes when an email address is given).
+    #[serde(default)]
+    contact_by_email: Option<bool>,
+}
+
+fn clean(v: Option<String>) -> Option<String> {
+    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+impl ReporterBody {
+    /// The identity and whether mail is wanted; errors name fields, never values.
+    fn into_identity(self) -> Result<(Identity, bool), Problem> {
+        let identity = Identity {
+            name: clean(self.name),
+            email: clean(self.email),
+            phone: clean(self.phone),
+            id_number: clean(self.id_number),
+            address: clean(self.address),
+        };
+        for (field, v) in [
+            ("name", &identity.name),
+            ("email", &identity.email),
+            ("phone", &identity.phone),
+            ("id_number", &identity.id_number),
+            ("address", &identity.address),
+        ] {
+            if v.as_ref().is_some_and(|s| s.chars().count() > MAX_FIELD) {
+                return Err(Problem::bad_request(format!(
+                    "`reporter.{field}` is longer than {MAX_FIELD} characters"
+                )));
+            }
+        }
+        if let Some(e) = &identity.email {
+            let ok = e.len() <= 254
+                && !e.chars().any(|c| {
+                    c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>'
+                })
+                && e.split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
+            if !ok {
+                return Err(Problem::bad_request(
+                    "`reporter.email` is not an email address",
+                ));
+            }
+        }
+        let mail = identity.email.is_some() && self.contact_by_email.unwrap_or(true);
+        Ok((identity, mail))
+    }
+}
+
+#[utoipa::path(post, path = "/v1/public/intake", tag = "intake", operation_id = "submit_report",
+    request_body = IntakeBody,
+    responses(
+        (status = 201, description = "the case is started; the receipt code is shown only now", body = IntakeReply),
+        (status = 400, description = "the body is not a complaint (the message names positions and fields, never values)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "intake is not enabled on this daemon", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "the case data does not match the intake workflow's input schema", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "too many reports from this address; `Retry-After` says when to try again", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn intake(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let intake = &s.intake;
+    let Some(workflow) = intake.cfg.workflow.clone() else {
+        return Err(Problem::not_found("complaint intake is not enabled here"));
+    };
+    if let Some(ip) = addr
+        && let Err(r) = check(&intake.per_address, &ip)
+    {
+        tracing::info!("intake refused: rate limit");
+        return Ok(r);
+    }
+    let b: IntakeBody = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
+    if b.case.contains_key("reporter") {
+        return Err(Problem::bad_request(
+            "`case.reporter` is reserved: give the reporter's identity in `reporter`",
+        ));
+    }
+    let (identity, contact_by_email) = match b.reporter {
+        Some(r) => r.into_identity()?,
+        None => (Identity::default(), false),
+    };
+    let real_name = !identity.is_empty();
+    let key = intake
+        .key
+        .clone()
+        .ok_or_else(|| Problem::internal("intake is enabled without an identity key"))?;
+    let mut input = b.case;
+    input.insert(
+        "reporter".into(),
+        json!({
+            "type": if real_name { "real_name" } else { "anonymous" },
+            "contact_by_email": contact_by_email,
+        }),
+    );
+    let now = s.rt.now();
+    let tree =
+        s.rt.prepare(&workflow, Value::Object(input), INTAKE_ACTOR, now)
+            .map_err(|e| match e {
+                clearflow_runtime::worker::StartError::Invalid(m) => {
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid complaint", m)
+                }
+                other => Problem::internal(other),
+            })?;
+    let id = tree
+        .first()
+        .map(|t| t.id.clone())
+        .expect("a tree has a root");
+    // A new lookup id in the unlikely case of a collision (40 bits).
+    let mut receipt = Receipt::generate();
+    while s.rt.receipt_exists(&receipt.lookup).await? {
+        receipt = Receipt::generate();
+    }
+    let (receipt, hash) = tokio::task::spawn_blocking(move || {
+        let h = receipt.hash();
+        (receipt, h)
+    })
+    .await
+    .map_err(Problem::internal)?;
+    let sealed = real_name.then(|| StoredIdentity {
+        instance_id: id.clone(),
+        sealed: key.seal(&id, &identity),
+        has_email: contact_by_email,
+    });
+    drop(identity);
+    s.rt.start_intake(&tree, (&receipt.lookup, &hash), sealed.as_ref(), now)
+        .await?;
+    tracing::info!(instance = %id, %workflow, real_name, "complaint received");
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(IntakeReply {
+            receipt: receipt.display(),
+            notice: "Keep this receipt code: it is shown only now, and it is the only way to check the status of your report.",
+        }),
+    )
+        .into_response())
+}
+
+/// The answer of `POST /v1/public/intake`.
+#[derive(Serialize, ToSchema)]
+struct IntakeReply {
+    /// The receipt code, shown only this once: the reporter's only way to the case.
+    receipt: String,
+    /// A reminder to keep the code.
+    notice: &'static str,
+}
+
+/// A status check.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StatusBody {
+    /// The receipt code given at intake.
+    receipt: String,
+}
+
+/// The answer of `POST /v1/public/status`.
+#[derive(Serialize, ToSchema)]
+struct StatusReply {
+    /// The case's public status (`vars.public_status`; `received` until the workflow sets one).
+    status: String,
+    /// Feedback for the reporter (`vars.feedback`), or null.
+    feedback: Option<String>,
+}
+
+/// The one answer for a wrong code and for no such case.
+fn no_match() -> Problem {
+    Problem::not_found("no report matches this receipt code")
+}
+
+#[utoipa::path(post, path = "/v1/public/status", tag = "intake", operation_id = "report_status",
+    request_body = StatusBody,
+    responses(
+        (status = 200, description = "the case's public status", body = StatusReply),
+        (status = 400, description = "the body is not a status check", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no report matches this receipt code (the same answer for a wrong code and an unknown case)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "too many checks from this address or for this code; `Retry-After` says when to try again", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn status(
+    State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let intake = s.intake.clone();
+    if let Some(ip) = addr
+        && let Err(r) = check(&intake.status_per_address, &ip)
+    {
+        tracing::info!("status check refused: rate limit per address");
+        return Ok(r);
+    }
+    let b: StatusBody = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
+    // An unreadable code still costs one Argon2 verification, like any other miss.
+    let receipt = Receipt::parse(&b.receipt).unwrap_or_else(Receipt::generate);
+    if let Err(r) = check(&intake.per_receipt, &receipt.lookup) {
+        tracing::info!("status check refused: rate limit per receipt");
+        return Ok(r);
+    }
+    let row = s.rt.receipt(&receipt.lookup).await?;
+    let (found, matched) = tokio::task::spawn_blocking(move || match row {
+        Some((instance, hash)) => {
+            let ok = receipt.verify(&hash);
+            (Some(instance), ok)
+        }
+        None => (None, receipt.verify_dummy()),
+    })
+    .await
+    .map_err(Problem::internal)?;
+    let Some(instance) = found.filter(|_| matched) else {
+        return Err(no_match());
+    };
+    let Some((_, state)) = s.rt.instance(&instance).await? else {
+        return Err(no_match());
+    };
+    let state: Value = serde_json::from_str(&state).map_err(Problem::internal)?;
+    let vars = &state["data"]["vars"];
+    let public_status = vars["public_status"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| "received".into());
+    let feedback = match &vars["feedback"] {
+        Value::String(t) if !t.is_empty() => Some(t.clone()),
+        _ => None,
+    };
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(StatusReply {
+            status: public_status,
+            feedback,
+        }),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct IdentityQuery {
+    /// Why the identity is read (required, at most 500 characters; recorded in the audit log).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/instances/{id}/identity", tag = "intake",
+    params(("id" = String, Path, description = "the instance id"), IdentityQuery),
+    responses(
+        (status = 200, description = "`{instance, identity, read_by, reason}`: the reporter's decrypted identity (`name`, `email`, `phone`, `id_number`, `address`); the read is recorded in the audit log first", body = Object),
+        (status = 400, description = "no reason, or one longer than 500 characters", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "needs `read_identity`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "no such instance, or an anonymous report", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "this daemon has no identity key", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+async fn read_identity(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<IdentityQuery>,
+) -> Result<Response, Problem> {
+    caller.require(&Permission::ReadIdentity)?;
+    let reason = q.reason.as_deref().map(str::trim).unwrap_or_default();
+    if reason.is_empty() {
+        return Err(Problem::bad_request(
+            "give the reason for reading the reporter's identity: `?reason=…` (it is recorded)",
+        ));
+    }
+    if reason.chars().count() > 500 {
+        return Err(Problem::bad_request(
+            "the reason is longer than 500 characters",
+        ));
+    }
+    let Some(key) = s.intake.key() else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no identity key",
+            "this daemon has no identity key configured, so identities cannot be read",
+        ));
+    };
+    let Some(stored) = s.rt.identity_for(&id).await? else {
+        return Err(if s.rt.instance(&id).await?.is_some() {
+            Problem::not_found(format!(
+                "instance `{id}` has no reporter identity (an anonymous report)"
+            ))
+        } else {
+            Problem::not_found(format!("no instance `{id}`"))
+        });
+    };
+    // Recorded before anything is decrypted: no read without its record.
+    s.rt.record_identity_use(
+        &stored.instance_id,
+        &caller.user,
+        "identity.read",
+        &json!({ "reason": reason, "requested_for": id }),
+    )
+    .await?;
+    let identity = key
+        .open(&stored.instance_id, &stored.sealed)
+        .map_err(Problem::internal)?;
+    tracing::info!(instance = %stored.instance_id, user = %caller.user, "reporter identity read");
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(json!({
+            "instance": stored.instance_id,
+            "identity": identity,
+            "read_by": caller.user,
+            "reason": reason,
+        })),
+    )
+        .into_response())
+}
+
+/// Shared handle for `AppState`.
+pub type Shared = Arc<Intake>;

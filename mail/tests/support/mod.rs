@@ -1,3 +1,0 @@
-//! Test support shared by the integration tests (and by other crates' tests).
-
-pub mod smtp;

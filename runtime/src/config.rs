@@ -1,0 +1,749 @@
+//! Daemon configuration: a TOML file, then `CLEARFLOW__SECTION__KEY` environment overrides.
+//!
+//! The raw structs reject unknown keys, so a typo in the file or an override is an
+//! error naming the key rather than a silently ignored setting.
+
+pub use clearflow_store::{Durability, StoreConfig};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The durable store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Where workflow files, calendars and templates are.
+    #[serde(default)]
+    pub workflows: WorkflowsConfig,
+    /// The engine's workers.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The clock (a manual clock is for tests and demos only).
+    #[serde(default)]
+    pub clock: ClockConfig,
+    /// Outgoing mail.
+    #[serde(default)]
+    pub mail: MailConfig,
+    /// Users and roles.
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+    /// The plugin host.
+    #[serde(default)]
+    pub plugin_host: PluginHostConfig,
+    /// Declared plugins.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    /// What each role may do through the API (`[roles.NAME]`).
+    #[serde(default)]
+    pub roles: std::collections::BTreeMap<String, RoleConfig>,
+    /// Public complaint intake and status checks.
+    #[serde(default)]
+    pub intake: IntakeConfig,
+    /// The key that seals reporters' identities.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    /// How long closed cases are kept.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// What one role permits (`[roles.NAME]`); a user's permissions are the union of their
+/// roles'. A role the users file names but this table does not grants nothing (it can
+/// still be a task's candidate group).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Workflows the role may start (`"*"`: every workflow).
+    #[serde(default)]
+    pub start: Vec<String>,
+    /// See and act on the tasks of one's roles.
+    #[serde(default)]
+    pub tasks: bool,
+    /// List and show instances with their history.
+    #[serde(default)]
+    pub read_instances: bool,
+    /// Decrypt reporters' identities (every read is audited).
+    #[serde(default)]
+    pub read_identity: bool,
+    /// Operate the daemon (signals, cancel, mail, schedules, clock, metrics, audit log).
+    /// It implies none of the others, and one role cannot grant both `admin` and
+    /// `read_identity`.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// Public complaint intake (`POST /v1/public/intake`) and status checks by receipt code
+/// (`POST /v1/public/status`). Rate limits are kept in this daemon's memory, per client
+/// address (the TCP peer: behind a proxy, all clients share the proxy's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeConfig {
+    /// The workflow each complaint starts; intake is off when unset.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Largest complaint body, in bytes.
+    #[serde(default = "default_intake_body")]
+    pub body_limit: usize,
+    /// Complaints accepted per client address per hour.
+    #[serde(default = "default_intake_per_hour")]
+    pub intake_per_hour: u32,
+    /// Complaints a client address may file in a burst.
+    #[serde(default = "default_intake_burst")]
+    pub intake_burst: u32,
+    /// Status checks per client address per minute.
+    #[serde(default = "default_status_per_minute")]
+    pub status_per_minute: u32,
+    /// Status checks a client address may make in a burst.
+    #[serde(default = "default_status_burst")]
+    pub status_burst: u32,
+    /// Status checks per receipt lookup id per hour (stops online guessing of one code).
+    #[serde(default = "default_receipt_per_hour")]
+    pub receipt_per_hour: u32,
+    /// Status checks of one lookup id in a burst.
+    #[serde(default = "default_receipt_burst")]
+    pub receipt_burst: u32,
+}
+
+fn default_intake_body() -> usize {
+    64 * 1024
+}
+fn default_intake_per_hour() -> u32 {
+    20
+}
+fn default_intake_burst() -> u32 {
+    5
+}
+fn default_status_per_minute() -> u32 {
+    10
+}
+fn default_status_burst() -> u32 {
+    10
+}
+fn default_receipt_per_hour() -> u32 {
+    12
+}
+fn default_receipt_burst() -> u32 {
+    6
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            workflow: None,
+            body_limit: default_intake_body(),
+            intake_per_hour: default_intake_per_hour(),
+            intake_burst: default_intake_burst(),
+            status_per_minute: default_status_per_minute(),
+            status_burst: default_status_burst(),
+            receipt_per_hour: default_receipt_per_hour(),
+            receipt_burst: default_receipt_burst(),
+        }
+    }
+}
+
+/// The identity key: a file with the base64 of 32 random bytes (`clearflow identity
+/// keygen FILE`), or the variable `CLEARFLOW_IDENTITY_KEY`, which wins. Never stored in
+/// the database.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The key file (mode 0600).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// The plugin host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginHostConfig {
+    /// Where compiled plugins are cached (owned by the daemon).
+    #[serde(default = "default_plugin_cache")]
+    pub cache_dir: PathBuf,
+}
+
+fn default_plugin_cache() -> PathBuf {
+    "var/plugin-cache".into()
+}
+
+impl Default for PluginHostConfig {
+    fn default() -> Self {
+        PluginHostConfig {
+            cache_dir: default_plugin_cache(),
+        }
+    }
+}
+
+/// One plugin declaration (`[[plugins]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The name steps use (`plugin: NAME`).
+    pub name: String,
+    /// The `.wasm` component.
+    pub path: PathBuf,
+    /// Its sha256 (hex); a different file is refused.
+    pub sha256: String,
+    /// Wall-clock limit of one call, in milliseconds (default 5000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Memory limit of one call, in MiB (default 64).
+    #[serde(default)]
+    pub memory_mib: Option<usize>,
+    /// Optional fuel (instruction budget) per call.
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    /// Largest input, in bytes.
+    #[serde(default)]
+    pub max_input_bytes: Option<usize>,
+    /// Largest output, in bytes.
+    #[serde(default)]
+    pub max_output_bytes: Option<usize>,
+    /// Plugin-specific configuration, passed to every call as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Value>,
+}
+
+impl PluginConfig {
+    /// The host's declaration for this plugin; relative paths are read from `base`.
+    pub fn decl(&self, base: &Path) -> clearflow_plugin_host::PluginDecl {
+        let mut limits = clearflow_plugin_host::Limits::default();
+        if let Some(t) = self.timeout_ms {
+            limits.timeout = std::time::Duration::from_millis(t);
+        }
+        if let Some(m) = self.memory_mib {
+            limits.memory_bytes = m * 1024 * 1024;
+        }
+        limits.fuel = self.fuel;
+        if let Some(n) = self.max_input_bytes {
+            limits.max_input_bytes = n;
+        }
+        if let Some(n) = self.max_output_bytes {
+            limits.max_output_bytes = n;
+        }
+        let config = self
+            .config
+            .as_ref()
+            .and_then(|c| serde_json::to_value(c).ok())
+            .unwrap_or(serde_json::Value::Object(Default::default()));
+        clearflow_plugin_host::PluginDecl {
+            name: self.name.clone(),
+            path: if self.path.is_absolute() {
+                self.path.clone()
+            } else {
+                base.join(&self.path)
+            },
+            sha256: self.sha256.clone(),
+            limits,
+            config,
+        }
+    }
+}
+
+/// Outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// The `From` of every message.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// The domain of generated `Message-ID`s.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Where mail goes (default: the maildir `var/maildir`).
+    #[serde(default = "default_transport")]
+    pub transport: clearflow_mail::TransportConfig,
+    /// Folder of templates (default: `templates/` in the workflows folder).
+    #[serde(default)]
+    pub templates: Option<PathBuf>,
+    /// Attempts before a message becomes a dead letter.
+    #[serde(default = "default_mail_attempts")]
+    pub max_attempts: u32,
+    /// First retry delay, in seconds; it doubles each time.
+    #[serde(default = "default_retry_initial")]
+    pub retry_initial_seconds: u64,
+    /// Longest retry delay, in seconds.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+    /// Messages sent at the same time.
+    #[serde(default = "default_mail_concurrency")]
+    pub concurrency: usize,
+    /// Link to a case in staff mail; `{id}` is replaced by the instance id.
+    #[serde(default = "default_case_url")]
+    pub case_url: String,
+}
+
+fn default_from() -> String {
+    "clearflow <noreply@clearflow.localhost>".into()
+}
+fn default_domain() -> String {
+    "clearflow.localhost".into()
+}
+fn default_transport() -> clearflow_mail::TransportConfig {
+    clearflow_mail::TransportConfig::Maildir {
+        path: "var/maildir".into(),
+    }
+}
+fn default_mail_attempts() -> u32 {
+    10
+}
+fn default_retry_initial() -> u64 {
+    30
+}
+fn default_retry_max() -> u64 {
+    3600
+}
+fn default_mail_concurrency() -> usize {
+    4
+}
+fn default_case_url() -> String {
+    "http://127.0.0.1:7878/v1/instances/{id}".into()
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            from: default_from(),
+            domain: default_domain(),
+            transport: default_transport(),
+            templates: None,
+            max_attempts: default_mail_attempts(),
+            retry_initial_seconds: default_retry_initial(),
+            retry_max_seconds: default_retry_max(),
+            concurrency: default_mail_concurrency(),
+            case_url: default_case_url(),
+        }
+    }
+}
+
+/// Retention of closed cases (保存期限): a case expires a set period after its last
+/// instance ended, its administrators are warned before, and the deletion is recorded in
+/// the audit log (see `crate::retention`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How long a closed case is kept (`5y`, `18mo`, `26w`, `90d`), or `never` (the
+    /// default: nothing is deleted).
+    #[serde(default)]
+    pub keep: Keep,
+    /// Periods for the cases of some workflows (the workflow of the case's first
+    /// instance), overriding `keep`.
+    #[serde(default)]
+    pub workflows: std::collections::BTreeMap<String, Keep>,
+    /// How long before its expiry a case's warning goes out (default `30d`); a case is
+    /// never deleted sooner than this after its warning.
+    #[serde(default = "default_warn_before", deserialize_with = "calendar_span")]
+    pub warn_before: clearflow_time::Span,
+    /// Who is warned: `role:NAME`, `user:ID` or addresses (default `role:admin`).
+    #[serde(default = "default_retention_notify")]
+    pub notify: Vec<String>,
+    /// The warning's template (default `retention-warning`).
+    #[serde(default = "default_retention_template")]
+    pub template: String,
+    /// The time zone in which periods are counted (default `Asia/Shanghai`).
+    #[serde(default = "default_retention_zone", deserialize_with = "time_zone")]
+    pub timezone: chrono_tz::Tz,
+    /// How often expiring cases are looked for, in seconds (default 3600).
+    #[serde(default = "default_retention_every")]
+    pub every_seconds: u64,
+}
+
+/// How long a closed case is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// Forever.
+    #[default]
+    Never,
+    /// This long after the case ended.
+    For(clearflow_time::Span),
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keep, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "never" {
+            return Ok(Keep::Never);
+        }
+        parse_calendar_span(&text)
+            .map(Keep::For)
+            .map_err(|e| serde::de::Error::custom(format!("{e}; or `never` to keep cases forever")))
+    }
+}
+
+fn parse_calendar_span(text: &str) -> Result<clearflow_time::Span, String> {
+    use clearflow_time::Unit;
+    let span: clearflow_time::Span = text.parse().map_err(|e| format!("`{text}`: {e}"))?;
+    if span.amount() <= 0 {
+        return Err(format!("`{text}`: give a positive period"));
+    }
+    if !matches!(
+        span.unit(),
+        Unit::Days | Unit::Weeks | Unit::Months | Unit::Years
+    ) {
+        return Err(format!(
+            "`{text}`: retention periods are counted in calendar days, weeks, months or years (`d`, `w`, `mo`, `y`)"
+        ));
+    }
+    Ok(span)
+}
+
+fn calendar_span<'de, D: serde::Deserializer<'de>>(d: D) -> Result<clearflow_time::Span, D::Error> {
+    parse_calendar_span(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn time_zone<'de, D: serde::Deserializer<'de>>(d: D) -> Result<chrono_tz::Tz, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse()
+        .map_err(|_| serde::de::Error::custom(format!("`{name}` is not an IANA time zone")))
+}
+
+fn default_warn_before() -> clearflow_time::Span {
+    clearflow_time::Span::new(30, clearflow_time::Unit::Days)
+}
+fn default_retention_notify() -> Vec<String> {
+    vec!["role:admin".into()]
+}
+fn default_retention_template() -> String {
+    "retention-warning".into()
+}
+fn default_retention_zone() -> chrono_tz::Tz {
+    chrono_tz::Asia::Shanghai
+}
+fn default_retention_every() -> u64 {
+    3600
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep: Keep::Never,
+            workflows: Default::default(),
+            warn_before: default_warn_before(),
+            notify: default_retention_notify(),
+            template: default_retention_template(),
+            timezone: default_retention_zone(),
+            every_seconds: default_retention_every(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The period for a case whose first instance runs `workflow`.
+    pub fn keep_for(&self, workflow: &str) -> Keep {
+        self.workflows.get(workflow).copied().unwrap_or(self.keep)
+    }
+
+    /// Whether any case can expire.
+    pub fn enabled(&self) -> bool {
+        self.keep != Keep::Never || self.workflows.values().any(|k| *k != Keep::Never)
+    }
+}
+
+/// Users and roles.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryConfig {
+    /// The users file (TOML, `[[users]]` with id, name, email, roles, locale).
+    #[serde(default)]
+    pub users: Option<PathBuf>,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on; loopback by default.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit: usize,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:7878".into()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            body_limit: default_body_limit(),
+        }
+    }
+}
+
+/// Where definitions live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowsConfig {
+    /// Folder of workflow files (`*.yaml`).
+    #[serde(default = "default_workflows_dir")]
+    pub dir: PathBuf,
+    /// Folder of working-day calendars (`REGION/YEAR.toml`).
+    #[serde(default)]
+    pub calendars: Option<PathBuf>,
+}
+
+fn default_workflows_dir() -> PathBuf {
+    "workflows".into()
+}
+
+impl Default for WorkflowsConfig {
+    fn default() -> Self {
+        WorkflowsConfig {
+            dir: default_workflows_dir(),
+            calendars: None,
+        }
+    }
+}
+
+impl WorkflowsConfig {
+    /// The calendars folder (default: `calendars/` inside the workflows folder).
+    pub fn calendars_dir(&self) -> PathBuf {
+        self.calendars
+            .clone()
+            .unwrap_or_else(|| self.dir.join("calendars"))
+    }
+}
+
+impl Config {
+    /// The templates folder (default: `templates/` inside the workflows folder).
+    pub fn templates_dir(&self) -> PathBuf {
+        self.mail
+            .templates
+            .clone()
+            .unwrap_or_else(|| self.workflows.dir.join("templates"))
+    }
+}
+
+/// The engine's workers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Most instances advanced in one commit.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// How long a claim on an instance lasts before another worker may take it.
+    #[serde(default = "default_lease")]
+    pub lease_seconds: u64,
+    /// How often to look for work that other daemons made due (PostgreSQL).
+    #[serde(default = "default_poll")]
+    pub poll_ms: u64,
+    /// Identifies this daemon in leases (default: host name and process id).
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+fn default_batch() -> u32 {
+    256
+}
+fn default_lease() -> u64 {
+    60
+}
+fn default_poll() -> u64 {
+    250
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            batch_size: default_batch(),
+            lease_seconds: default_lease(),
+            poll_ms: default_poll(),
+            node_id: None,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Format.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `clearflow=debug,sqlx=warn`.
+    #[serde(default = "default_level")]
+    pub level: String,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
+    }
+}
+
+/// The clock.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    /// `system` (default) or `manual`: time stands still until moved through
+    /// `POST /v1/admin/clock` — for tests and demos, never for production.
+    #[serde(default)]
+    pub mode: ClockMode,
+    /// Start time of a manual clock (RFC 3339; default: the system time at start).
+    #[serde(default)]
+    pub start: Option<String>,
+}
+
+/// Clock modes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// The system clock.
+    #[default]
+    System,
+    /// A clock moved by hand.
+    Manual,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration {source_name}: {message}")]
+pub struct ConfigError {
+    source_name: String,
+    message: String,
+}
+
+impl Config {
+    /// Reads `file` (when given), then the `CLEARFLOW__…` environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut builder = config::Config::builder();
+        let source_name = match file {
+            Some(f) => {
+                if !f.exists() {
+                    return Err(ConfigError {
+                        source_name: f.display().to_string(),
+                        message: "file not found".into(),
+                    });
+                }
+                builder =
+                    builder.add_source(config::File::from(f).format(config::FileFormat::Toml));
+                f.display().to_string()
+            }
+            None => "(defaults)".into(),
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix("CLEARFLOW")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let raw = builder.build().map_err(|e| ConfigError {
+            source_name: source_name.clone(),
+            message: e.to_string(),
+        })?;
+        raw.try_deserialize::<Config>().map_err(|e| ConfigError {
+            source_name,
+            message: e.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("clearflow.toml");
+        std::fs::write(&file, text).expect("write");
+        Config::load(Some(&file)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn retention_is_off_unless_configured() {
+        let cfg = load("").expect("defaults");
+        assert!(!cfg.retention.enabled());
+        assert_eq!(cfg.retention.keep_for("anything"), Keep::Never);
+    }
+
+    #[test]
+    fn retention_periods_per_workflow() {
+        let cfg = load(
+            "[retention]\nkeep = \"5y\"\nwarn_before = \"2w\"\ntimezone = \"Europe/Berlin\"\n\
+             [retention.workflows]\nmonthly-joint-review = \"18mo\"\ncampaigns = \"never\"\n",
+        )
+        .expect("valid");
+        let r = &cfg.retention;
+        assert!(r.enabled());
+        assert_eq!(
+            r.keep_for("complaint-handling"),
+            Keep::For("5y".parse().unwrap())
+        );
+        assert_eq!(
+            r.keep_for("monthly-joint-review"),
+            Keep::For("18mo".parse().unwrap())
+        );
+        assert_eq!(r.keep_for("campaigns"), Keep::Never);
+        assert_eq!(r.warn_before, "2w".parse().unwrap());
+        assert_eq!(r.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(r.notify, ["role:admin"]);
+    }
+
+    #[test]
+    fn the_shipped_configuration_expires_cases_with_the_shipped_warning() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let cfg = Config::load(Some(&root.join("config/clearflow.toml"))).expect("shipped config");
+        assert_eq!(cfg.retention.keep, Keep::For("5y".parse().unwrap()));
+        let templates =
+            clearflow_templates::load_dir(&root.join("workflows/templates")).expect("templates");
+        crate::retention::check_template(&cfg.retention, Some(&templates))
+            .expect("the shipped warning template reads only what a warning provides");
+        let mut wrong = cfg.retention.clone();
+        wrong.template = "task-reminder".into();
+        assert!(crate::retention::check_template(&wrong, Some(&templates)).is_err());
+    }
+
+    #[test]
+    fn bad_retention_settings_are_refused_naming_the_value() {
+        for (text, expect) in [
+            (
+                "[retention]\nkeep = \"15wd\"\n",
+                "calendar days, weeks, months or years",
+            ),
+            ("[retention]\nkeep = \"-1y\"\n", "positive"),
+            ("[retention]\nkeep = \"forever\"\n", "`never`"),
+            ("[retention]\nwarn_before = \"12h\"\n", "`12h`"),
+            (
+                "[retention]\ntimezone = \"Mars/Olympus\"\n",
+                "`Mars/Olympus` is not an IANA time zone",
+            ),
+            ("[retention]\nkeep_for = \"1y\"\n", "keep_for"),
+        ] {
+            let err = load(text).expect_err(text);
+            assert!(err.contains(expect), "{text}: {err}");
+            assert!(err.contains("clearflow.toml"), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The deployed workflows and calendars: loading, reloading, and every version still in use.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use clearflow_core::workflow::NodeKind;
+use clearflow_core::{Catalog, Diagnostic, Workflow};
+use clearflow_templates::Templates;
+use clearflow_time::Calendars;
+
+use crate::directory::Directory;
+use clearflow_store::Store;
+
+/// What the engine runs: the current catalog, calendars, templates and users, and old
+/// workflow versions on demand.
+pub struct Registry {
+    current: RwLock<Arc<Catalog>>,
+    calendars: RwLock<Arc<Calendars>>,
+    templates: RwLock<Option<Templates>>,
+    directory: RwLock<Arc<Directory>>,
+    versions: RwLock<HashMap<String, Arc<Workflow>>>,
+    /// Clock time (ms) of the last reload: a schedule changed by it counts its fire times
+    /// from then, however late the scheduler notices.
+    loaded_at: AtomicI64,
+}
+
+/// Where the deployed files are.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Workflow files.
+    pub workflows: PathBuf,
+    /// Calendars.
+    pub calendars: PathBuf,
+    /// Email templates.
+    pub templates: PathBuf,
+    /// The users file.
+    pub users: Option<PathBuf>,
+}
+
+/// The result of reading a folder of workflow files.
+pub struct Loaded {
+    /// The valid workflows.
+    pub workflows: Vec<Arc<Workflow>>,
+    /// Every problem, in every file.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The workflow files in `dir` (`*.yaml`, `*.yml`; not recursive), sorted.
+pub fn workflow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads and compiles files (or every workflow file of folders), then checks them together
+/// and, when `templates` are given, checks every notify step against them.
+pub fn load_paths(paths: &[PathBuf], templates: Option<&Templates>) -> Loaded {
+    let mut files = Vec::new();
+    let mut diagnostics = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match workflow_files(p) {
+                Ok(f) => files.extend(f),
+                Err(e) => diagnostics.push(io_diag(p, &e)),
+            }
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut workflows = Vec::new();
+    for f in files {
+        let name = f.display().to_string();
+        match std::fs::read_to_string(&f) {
+            Ok(src) => match clearflow_core::load(&name, &src) {
+                Ok(wf) => workflows.push(Arc::new(wf)),
+                Err(d) => diagnostics.extend(d),
+            },
+            Err(e) => diagnostics.push(io_diag(&f, &e)),
+        }
+    }
+    if let Some(t) = templates {
+        workflows.retain(|wf| {
+            let problems = check_templates(wf, t);
+            let ok = problems.is_empty();
+            diagnostics.extend(problems);
+            ok
+        });
+    }
+    let (catalog, cross) = Catalog::build(workflows);
+    diagnostics.extend(cross);
+    Loaded {
+        workflows: catalog.workflows.into_values().collect(),
+        diagnostics,
+    }
+}
+
+/// Every notify step's template must exist and read only what the step provides.
+pub fn check_templates(wf: &Workflow, templates: &Templates) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for node in &wf.nodes {
+        let NodeKind::Notify(n) = &node.kind else {
+            continue;
+        };
+        let mut provided: std::collections::BTreeSet<String> = clearflow_templates::ALWAYS_PROVIDED
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        if let Some(clearflow_core::expr::Template::Object(entries)) = &n.data {
+            provided.extend(entries.iter().map(|(k, _)| k.clone()));
+        }
+        provided.extend(n.lists.iter().map(|q| q.name.clone()));
+        if let Err(problems) = templates.check(&n.template, &provided) {
+            for p in problems {
+                out.push(
+                    Diagnostic::error(
+                        &wf.file,
+                        node.pos,
+                        format!("step `{}`: template `{}`: {p}", node.id, n.template),
+                    )
+                    .with_hint("give the value in the step's `data:`, or change the template"),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn io_diag(p: &Path, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(
+        &p.display().to_string(),
+        clearflow_core::Pos { line: 1, col: 1 },
+        format!("cannot read: {e}"),
+    )
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Registry {
+        Registry {
+            current: RwLock::new(Arc::new(Catalog::default())),
+            calendars: RwLock::new(Arc::new(Calendars::default())),
+            templates: RwLock::new(None),
+            directory: RwLock::new(Arc::new(Directory::default())),
+            versions: RwLock::new(HashMap::new()),
+            loaded_at: AtomicI64::new(i64::MAX),
+        }
+    }
+
+    /// Loads the workflows folder and the calendars, keeping the previous version of any
+    /// workflow whose file is now invalid. Records every version in the store. Returns
+    /// the problems found (the caller logs them).
+    pub async fn reload(
+        &self,
+        src: &Sources,
+        plugins: &[String],
+        store: &Store,
+        now: i64,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        if src.calendars.exists() {
+            match clearflow_time::load_dir(&src.calendars) {
+                Ok(c) => *self.calendars.write().expect("lock") = Arc::new(c),
+                Err(errors) => problems.extend(errors.iter().map(|e| format!("calendar: {e}"))),
+            }
+        }
+        if src.templates.exists() {
+            match clearflow_templates::load_dir(&src.templates) {
+                Ok(t) => *self.templates.write().expect("lock") = Some(t),
+                Err(errors) => problems.extend(errors.iter().map(|e| format!("template: {e}"))),
+            }
+        }
+        if let Some(users) = &src.users {
+            match Directory::load(users) {
+                Ok(d) => *self.directory.write().expect("lock") = Arc::new(d),
+                Err(errors) => problems.extend(errors),
+            }
+        }
+        let templates = self.templates();
+        let mut loaded = load_paths(std::slice::from_ref(&src.workflows), templates.as_ref());
+        // A plugin step must name a declared plugin; otherwise the workflow is refused.
+        loaded.workflows.retain(|wf| {
+            let missing: Vec<Diagnostic> = wf
+                .nodes
+                .iter()
+                .filter_map(|n| match &n.kind {
+                    NodeKind::Plugin(p) if !plugins.contains(&p.plugin) => Some(
+                        Diagnostic::error(
+                            &wf.file,
+                            n.pos,
+                            format!(
+                                "step `{}` calls plugin `{}`, which is not declared",
+                                n.id, p.plugin
+                            ),
+                        )
+                        .with_hint(format!(
+                            "declare it in the configuration's [[plugins]] (declared: {})",
+                            plugins.join(", ")
+                        )),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            let ok = missing.is_empty();
+            loaded.diagnostics.extend(missing);
+            ok
+        });
+        problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
+        let previous = self.catalog();
+        let mut fresh: HashMap<String, Arc<Workflow>> = loaded
+            .workflows
+            .into_iter()
+            .map(|w| (w.id.clone(), w))
+            .collect();
+        // A workflow whose file broke keeps running on its last good version.
+        for (id, wf) in &previous.workflows {
+            let file_broken = loaded.diagnostics.iter().any(|d| d.file == wf.file);
+            if !fresh.contains_key(id) && file_broken {
+                fresh.insert(id.clone(), wf.clone());
+                problems.push(format!(
+                    "{}: keeping the previous version of `{id}` active",
+                    wf.file
+                ));
+            }
+        }
+        let (catalog, _) = Catalog::build(fresh.into_values().collect());
+        for wf in catalog.workflows.values() {
+            if let Err(e) = store
+                .save_definition(&wf.hash, &wf.id, &wf.file, &wf.source, now)
+                .await
+            {
+                problems.push(format!("storing version of `{}`: {e}", wf.id));
+            }
+            self.versions
+                .write()
+                .expect("lock")
+                .insert(wf.hash.clone(), wf.clone());
+        }
+        *self.current.write().expect("lock") = Arc::new(catalog);
+        self.loaded_at.store(now, Ordering::Release);
+        problems
+    }
+
+    /// Clock time (ms) of the last reload (`i64::MAX` before the first).
+    pub fn loaded_at(&self) -> i64 {
+        self.loaded_at.load(Ordering::Acquire)
+    }
+
+    /// The current catalog.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.current.read().expect("lock").clone()
+    }
+
+    /// The calendars.
+    pub fn calendars(&self) -> Arc<Calendars> {
+        self.calendars.read().expect("lock").clone()
+    }
+
+    /// The email templates, when a templates folder exists.
+    pub fn templates(&self) -> Option<Templates> {
+        self.templates.read().expect("lock").clone()
+    }
+
+    /// The users.
+    pub fn directory(&self) -> Arc<Directory> {
+        self.directory.read().expect("lock").clone()
+    }
+
+    /// The version `hash`, compiling it from the store when it is not in memory
+    /// (an instance started before a redeploy and a restart).
+    pub async fn version(&self, hash: &str, store: &Store) -> Result<Arc<Workflow>, String> {
+        if let Some(wf) = self.versions.read().expect("lock").get(hash) {
+            return Ok(wf.clone());
+        }
+        let Some((file, source)) = store.definition(hash).await.map_err(|e| e.to_string())? else {
+            return Err(format!("workflow version {hash} is not in the store"));
+        };
+        let wf = clearflow_core::load(&file, &source).map_err(|d| {
+            d.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let wf = Arc::new(wf);
+        self.versions
+            .write()
+            .expect("lock")
+            .insert(hash.to_owned(), wf.clone());
+        Ok(wf)
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}

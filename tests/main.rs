@@ -1,0 +1,24 @@
+//! The integration suite, one binary: the real daemon binary, real plugins, a real SQLite
+//! file, a throwaway PostgreSQL (`CLEARFLOW_TEST_POSTGRES_URL`, set by `./scripts/test.sh`)
+//! and a real SMTP server on loopback. Shared harness in `clearflow-testkit`; one module per area.
+
+mod auth;
+mod concurrent_start;
+mod crash;
+mod daemon;
+mod demo;
+mod digest;
+mod flagship;
+mod flagship_complaints;
+mod flagship_review;
+mod intake;
+mod mail;
+mod openapi;
+mod plugins;
+mod provisional;
+mod schedules;
+mod schema;
+mod store;
+mod store_schedules;
+mod supervisor;
+mod tasks;
