@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod demo;
 mod digest;
+mod edge;
 mod flagship;
 mod flagship_complaints;
 mod flagship_review;

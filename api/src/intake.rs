@@ -90,6 +90,11 @@ impl Intake {
         self.key.as_ref()
     }
 
+    /// Origins besides the daemon's own that may post to the public endpoints.
+    pub fn allowed_origins(&self) -> &[String] {
+        &self.cfg.allowed_origins
+    }
+
     /// The body limit of `POST /v1/public/intake` (`[intake] body_limit`).
     pub fn body_limit(&self) -> usize {
         self.cfg.body_limit

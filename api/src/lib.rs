@@ -4,6 +4,7 @@
 //! response carries only that id, never database or file details.
 
 pub mod caller;
+mod edge;
 pub mod intake;
 pub mod openapi;
 
@@ -158,6 +159,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             caller::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::check,
         ))
         .with_state(state)
 }

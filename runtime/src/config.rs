@@ -111,6 +111,11 @@ pub struct IntakeConfig {
     /// Status checks of one lookup id in a burst.
     #[serde(default = "default_receipt_burst")]
     pub receipt_burst: u32,
+    /// Origins (`https://host[:port]`) besides the daemon's own from which browsers may
+    /// post to the public endpoints, e.g. the public site behind a reverse proxy. A post
+    /// whose `Origin` is another site, or whose `Sec-Fetch-Site` is `cross-site`, is refused.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 fn default_intake_body() -> usize {
@@ -146,6 +151,7 @@ impl Default for IntakeConfig {
             status_burst: default_status_burst(),
             receipt_per_hour: default_receipt_per_hour(),
             receipt_burst: default_receipt_burst(),
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -1,0 +1,96 @@
+//! The HTTP edge: a body that is not JSON is refused with 415 before any parser sees it
+//! (a cross-site `text/plain` form post cannot file a complaint), and a browser post to
+//! the public endpoints from another origin is refused with 403; nothing is stored.
+
+use clearflow_testkit::{Backend, Daemon, Options};
+use serde_json::{Value, json};
+
+fn intake_options() -> Options {
+    Options {
+        extra: "[intake]\nworkflow = \"crash-child\"\nallowed_origins = [\"https://report.example.org\"]\n".into(),
+        env: vec![(
+            "CLEARFLOW_IDENTITY_KEY".into(),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into(),
+        )],
+        ..Options::default()
+    }
+}
+
+#[test]
+fn non_json_bodies_and_cross_site_posts_are_refused_at_the_door() {
+    let mut d = Daemon::start_with(
+        Backend::Sqlite,
+        &clearflow_testkit::fixtures(),
+        intake_options(),
+    );
+    let http = reqwest::blocking::Client::new();
+    let url = format!("{}/v1/public/intake", d.url());
+    let complaint = json!({ "case": { "n": 1 }, "reporter": { "anonymous": true } });
+    // What a form on another site can send without a preflight.
+    let r = http
+        .post(&url)
+        .header("content-type", "text/plain")
+        .header("origin", "https://evil.example")
+        .body(complaint.to_string())
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 415);
+    let body: Value = r.json().expect("problem");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("application/json"),
+        "{body}"
+    );
+    for ct in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = http
+            .post(&url)
+            .header("content-type", ct)
+            .body("a=b")
+            .send()
+            .expect("POST");
+        assert_eq!(r.status().as_u16(), 415, "{ct}");
+    }
+    // JSON from a page on another site (the browser adds Origin and Sec-Fetch-Site).
+    for headers in [
+        vec![("origin", "https://evil.example")],
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("origin", "null")],
+    ] {
+        let mut req = http.post(&url).json(&complaint);
+        for (k, v) in &headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().expect("POST");
+        assert_eq!(r.status().as_u16(), 403, "{headers:?}");
+    }
+    // Authenticated JSON endpoints refuse other media types too, before authentication.
+    let r = http
+        .post(format!("{}/v1/instances", d.url()))
+        .header("content-type", "text/plain")
+        .body(r#"{"workflow":"timers","input":{}}"#)
+        .send()
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 415);
+    let (status, list) = d.try_get("/v1/instances").expect("list");
+    assert_eq!(status, 200);
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was stored: {list}"
+    );
+    // The allowed origin and plain clients still get through to the handler.
+    let r = http
+        .post(&url)
+        .header("origin", "https://report.example.org")
+        .json(&json!({}))
+        .send()
+        .expect("POST");
+    assert_ne!(r.status().as_u16(), 403);
+    assert_ne!(r.status().as_u16(), 415);
+    d.terminate();
+}
