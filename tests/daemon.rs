@@ -465,3 +465,31 @@ fn health_readiness_and_problem_json_for_404() {
     }
     d.terminate();
 }
+
+const EXTRA: &str = "id: extra\nsteps:\n  - end: done\n";
+
+#[test]
+fn a_reload_with_any_error_is_refused_whole() {
+    let wf = workflows_with("hup", HUP_V1);
+    let mut d = Daemon::start(Backend::Sqlite, wf.path());
+    let v1 = version(&d);
+    // One file breaks while another is added: neither change is taken.
+    std::fs::write(d.workflows_dir().join("hup.yaml"), HUP_BROKEN).expect("breaking the file");
+    std::fs::write(d.workflows_dir().join("extra.yaml"), EXTRA).expect("adding a file");
+    d.signal("HUP");
+    d.wait_until("the reload is refused", Duration::from_secs(30), |d| {
+        d.logs().contains("reload refused: 1 error(s)")
+    });
+    assert_eq!(version(&d), v1);
+    let (status, _) = d.try_get("/v1/workflows/extra").expect("GET");
+    assert_eq!(status, 404, "a refused reload adds nothing");
+    // Fixed, the next reload takes both.
+    std::fs::write(d.workflows_dir().join("hup.yaml"), HUP_V2).expect("fixing the file");
+    d.signal("HUP");
+    d.wait_until("the fixed reload is taken", Duration::from_secs(30), |d| {
+        d.try_get("/v1/workflows/extra")
+            .is_ok_and(|(s, _)| s == 200)
+    });
+    assert_ne!(version(&d), v1);
+    d.terminate();
+}

@@ -56,7 +56,10 @@ pub async fn fill(
             after = Some((last.created_at, last.id.clone()));
             let last_page = page.len() < PAGE as usize;
             for row in page {
-                let wf = registry.version(&row.def_hash, store).await?;
+                let wf = registry
+                    .version(&row.def_hash, store)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let inst: Instance = serde_json::from_str(&row.state)
                     .map_err(|e| format!("list `{}`: instance {}: {e}", q.name, row.id))?;
                 let entry = engine::list_entry(&wf, &inst, q, now)

@@ -447,7 +447,10 @@ impl Runtime {
 
     /// The workflow version with this definition hash, compiled from the store when it
     /// is no longer deployed.
-    pub async fn version(&self, def_hash: &str) -> Result<Arc<Workflow>, String> {
+    pub async fn version(
+        &self,
+        def_hash: &str,
+    ) -> Result<Arc<Workflow>, crate::registry::VersionError> {
         self.worker
             .registry
             .version(def_hash, &self.worker.store)

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::{Clock, ms};
 use crate::config::MailConfig;
-use crate::registry::Registry;
+use crate::registry::Deployment;
 use clearflow_store::{MailOutcome, NewMail, Store, StoreError};
 
 /// Counters for metrics.
@@ -62,11 +62,11 @@ pub struct Request<'a> {
 /// lost silently.
 pub fn render(
     cfg: &MailConfig,
-    registry: &Registry,
+    deployment: &Deployment,
     req: &Request<'_>,
     now: DateTime<Utc>,
 ) -> NewMail {
-    let directory = registry.directory();
+    let directory = deployment.directory();
     let expand = |list: &[String]| -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for r in list {
@@ -130,7 +130,7 @@ pub fn render(
         html: None,
         locale: locale.clone(),
     };
-    let rendered = match registry.templates() {
+    let rendered = match deployment.templates() {
         None => Err("no templates are loaded (is the templates folder missing?)".to_owned()),
         Some(t) => t
             .render(req.template, Some(&locale), &Value::Object(ctx))

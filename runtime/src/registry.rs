@@ -13,17 +13,67 @@ use clearflow_time::Calendars;
 use crate::directory::Directory;
 use clearflow_store::Store;
 
-/// What the engine runs: the current catalog, calendars, templates and users, and old
-/// workflow versions on demand.
+/// What the engine runs: the current deployment (one immutable snapshot, swapped whole),
+/// and old workflow versions on demand.
 pub struct Registry {
-    current: RwLock<Arc<Catalog>>,
-    calendars: RwLock<Arc<Calendars>>,
-    templates: RwLock<Option<Templates>>,
-    directory: RwLock<Arc<Directory>>,
+    deployment: RwLock<Arc<Deployment>>,
     versions: RwLock<HashMap<String, Arc<Workflow>>>,
     /// Clock time (ms) of the last reload: a schedule changed by it counts its fire times
     /// from then, however late the scheduler notices.
     loaded_at: AtomicI64,
+}
+
+/// One consistent deployment: workflows, calendars, templates and users as one reload
+/// found them. An engine round reads one snapshot from start to commit.
+#[derive(Default)]
+pub struct Deployment {
+    catalog: Arc<Catalog>,
+    calendars: Arc<Calendars>,
+    templates: Option<Templates>,
+    directory: Arc<Directory>,
+}
+
+impl Deployment {
+    /// The deployed workflows.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+    /// The working-day calendars.
+    pub fn calendars(&self) -> &Arc<Calendars> {
+        &self.calendars
+    }
+    /// The email templates, when a templates folder exists.
+    pub fn templates(&self) -> Option<&Templates> {
+        self.templates.as_ref()
+    }
+    /// The users.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+}
+
+/// Why a workflow version cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum VersionError {
+    /// The store failed.
+    #[error("reading workflow version {hash}: {source}")]
+    Store {
+        /// The definition hash.
+        hash: String,
+        /// What failed.
+        source: clearflow_store::StoreError,
+    },
+    /// No such version was ever deployed here.
+    #[error("workflow version {0} is not in the store")]
+    Missing(String),
+    /// The stored source no longer compiles (every diagnostic, joined).
+    #[error("workflow version {hash} no longer compiles: {diagnostics}")]
+    Invalid {
+        /// The definition hash.
+        hash: String,
+        /// Every diagnostic, `file:line:column: message`, joined by `; `.
+        diagnostics: String,
+    },
 }
 
 /// Where the deployed files are.
@@ -144,18 +194,17 @@ impl Registry {
     /// An empty registry.
     pub fn new() -> Registry {
         Registry {
-            current: RwLock::new(Arc::new(Catalog::default())),
-            calendars: RwLock::new(Arc::new(Calendars::default())),
-            templates: RwLock::new(None),
-            directory: RwLock::new(Arc::new(Directory::default())),
+            deployment: RwLock::new(Arc::new(Deployment::default())),
             versions: RwLock::new(HashMap::new()),
             loaded_at: AtomicI64::new(i64::MAX),
         }
     }
 
-    /// Loads the workflows folder and the calendars, keeping the previous version of any
-    /// workflow whose file is now invalid. Records every version in the store. Returns
-    /// the problems found (the caller logs them).
+    /// Loads the workflows, calendars, templates and users into a new deployment and
+    /// swaps it in whole. The first load takes what is valid (a workflow whose file is
+    /// invalid is left out); a later reload with any error is refused whole and the
+    /// running deployment stays. Records every version in the store. Returns the problems
+    /// found (the caller logs them).
     pub async fn reload(
         &self,
         src: &Sources,
@@ -163,26 +212,40 @@ impl Registry {
         store: &Store,
         now: i64,
     ) -> Vec<String> {
+        let previous = self.deployment();
+        let first = self.loaded_at() == i64::MAX;
         let mut problems = Vec::new();
+        let mut errors = 0usize;
+        let mut calendars = previous.calendars.clone();
         if src.calendars.exists() {
             match clearflow_time::load_dir(&src.calendars) {
-                Ok(c) => *self.calendars.write().expect("lock") = Arc::new(c),
-                Err(errors) => problems.extend(errors.iter().map(|e| format!("calendar: {e}"))),
+                Ok(c) => calendars = Arc::new(c),
+                Err(e) => {
+                    errors += e.len();
+                    problems.extend(e.iter().map(|e| format!("calendar: {e}")));
+                }
             }
         }
+        let mut templates = previous.templates.clone();
         if src.templates.exists() {
             match clearflow_templates::load_dir(&src.templates) {
-                Ok(t) => *self.templates.write().expect("lock") = Some(t),
-                Err(errors) => problems.extend(errors.iter().map(|e| format!("template: {e}"))),
+                Ok(t) => templates = Some(t),
+                Err(e) => {
+                    errors += e.len();
+                    problems.extend(e.iter().map(|e| format!("template: {e}")));
+                }
             }
         }
+        let mut directory = previous.directory.clone();
         if let Some(users) = &src.users {
             match Directory::load(users) {
-                Ok(d) => *self.directory.write().expect("lock") = Arc::new(d),
-                Err(errors) => problems.extend(errors),
+                Ok(d) => directory = Arc::new(d),
+                Err(e) => {
+                    errors += e.len();
+                    problems.extend(e);
+                }
             }
         }
-        let templates = self.templates();
         let mut loaded = load_paths(std::slice::from_ref(&src.workflows), templates.as_ref());
         // A plugin step must name a declared plugin; otherwise the workflow is refused.
         loaded.workflows.retain(|wf| {
@@ -211,15 +274,20 @@ impl Registry {
             loaded.diagnostics.extend(missing);
             ok
         });
+        errors += loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == clearflow_core::Severity::Error)
+            .count();
         problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
-        let previous = self.catalog();
+        let previous_catalog = previous.catalog.clone();
         let mut fresh: HashMap<String, Arc<Workflow>> = loaded
             .workflows
             .into_iter()
             .map(|w| (w.id.clone(), w))
             .collect();
         // A workflow whose file broke keeps running on its last good version.
-        for (id, wf) in &previous.workflows {
+        for (id, wf) in &previous_catalog.workflows {
             let file_broken = loaded.diagnostics.iter().any(|d| d.file == wf.file);
             if !fresh.contains_key(id) && file_broken {
                 fresh.insert(id.clone(), wf.clone());
@@ -228,6 +296,12 @@ impl Registry {
                     wf.file
                 ));
             }
+        }
+        if errors > 0 && !first {
+            problems.push(format!(
+                "reload refused: {errors} error(s); the running deployment (workflows, calendars, templates and users) stays until they are fixed"
+            ));
+            return problems;
         }
         let (catalog, _) = Catalog::build(fresh.into_values().collect());
         for wf in catalog.workflows.values() {
@@ -242,7 +316,12 @@ impl Registry {
                 .expect("lock")
                 .insert(wf.hash.clone(), wf.clone());
         }
-        *self.current.write().expect("lock") = Arc::new(catalog);
+        *self.deployment.write().expect("lock") = Arc::new(Deployment {
+            catalog: Arc::new(catalog),
+            calendars,
+            templates,
+            directory,
+        });
         self.loaded_at.store(now, Ordering::Release);
         problems
     }
@@ -252,40 +331,55 @@ impl Registry {
         self.loaded_at.load(Ordering::Acquire)
     }
 
+    /// The current deployment, one consistent snapshot.
+    pub fn deployment(&self) -> Arc<Deployment> {
+        self.deployment.read().expect("lock").clone()
+    }
+
     /// The current catalog.
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.current.read().expect("lock").clone()
+        self.deployment().catalog.clone()
     }
 
     /// The calendars.
     pub fn calendars(&self) -> Arc<Calendars> {
-        self.calendars.read().expect("lock").clone()
+        self.deployment().calendars.clone()
     }
 
     /// The email templates, when a templates folder exists.
     pub fn templates(&self) -> Option<Templates> {
-        self.templates.read().expect("lock").clone()
+        self.deployment().templates.clone()
     }
 
     /// The users.
     pub fn directory(&self) -> Arc<Directory> {
-        self.directory.read().expect("lock").clone()
+        self.deployment().directory.clone()
     }
 
     /// The version `hash`, compiling it from the store when it is not in memory
     /// (an instance started before a redeploy and a restart).
-    pub async fn version(&self, hash: &str, store: &Store) -> Result<Arc<Workflow>, String> {
+    pub async fn version(&self, hash: &str, store: &Store) -> Result<Arc<Workflow>, VersionError> {
         if let Some(wf) = self.versions.read().expect("lock").get(hash) {
             return Ok(wf.clone());
         }
-        let Some((file, source)) = store.definition(hash).await.map_err(|e| e.to_string())? else {
-            return Err(format!("workflow version {hash} is not in the store"));
+        let Some((file, source)) =
+            store
+                .definition(hash)
+                .await
+                .map_err(|source| VersionError::Store {
+                    hash: hash.to_owned(),
+                    source,
+                })?
+        else {
+            return Err(VersionError::Missing(hash.to_owned()));
         };
-        let wf = clearflow_core::load(&file, &source).map_err(|d| {
-            d.iter()
+        let wf = clearflow_core::load(&file, &source).map_err(|d| VersionError::Invalid {
+            hash: hash.to_owned(),
+            diagnostics: d
+                .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
-                .join("; ")
+                .join("; "),
         })?;
         let wf = Arc::new(wf);
         self.versions

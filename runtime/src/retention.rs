@@ -296,7 +296,7 @@ impl Retention {
         });
         let mail = mailer::render(
             &self.worker.mail,
-            &self.worker.registry,
+            &self.worker.registry.deployment(),
             &Request {
                 instance: &case.root,
                 workflow: &case.workflow,

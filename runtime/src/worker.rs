@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::clock::{Clock, ms};
 use crate::config::{EngineConfig, MailConfig};
-use crate::registry::Registry;
+use crate::registry::{Deployment, Registry};
 use clearflow_store::{
     Advance, Claimed, NewHistory, NewInstance, NewTask, Started, Store, StoreError, TaskOp,
 };
@@ -216,10 +216,16 @@ impl Worker {
         // Versions missing from memory are compiled again from the store (async).
         let mut jobs = Vec::with_capacity(claimed.len());
         for c in claimed {
-            let wf = self.registry.version(&c.def_hash, &self.store).await;
+            let wf = self
+                .registry
+                .version(&c.def_hash, &self.store)
+                .await
+                .map_err(|e| e.to_string());
             jobs.push((c, wf));
         }
-        let (batch, steps) = match self.advance_all(jobs, now).await {
+        // One deployment for the whole round, from the pure phase to the commit.
+        let deployment = self.registry.deployment();
+        let (batch, steps) = match self.advance_all(jobs, &deployment, now).await {
             Ok(done) => done,
             Err(p) => {
                 // Nothing is committed: the claims go back, and the engine service
@@ -232,7 +238,7 @@ impl Worker {
         };
         let mut batch_out = Vec::with_capacity(batch.len());
         for done in batch {
-            batch_out.push(self.resolve_mails(done, now).await);
+            batch_out.push(self.resolve_mails(done, &deployment, now).await);
         }
         let batch = batch_out;
         match self.store.commit(&batch, ms(now)).await {
@@ -265,6 +271,7 @@ impl Worker {
     async fn advance_all(
         self: &Arc<Self>,
         jobs: Vec<(Claimed, Result<Arc<Workflow>, String>)>,
+        deployment: &Arc<Deployment>,
         now: DateTime<Utc>,
     ) -> Result<(Vec<Advanced>, u64), Panicked> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -275,6 +282,7 @@ impl Worker {
         for _ in 0..chunks {
             let chunk: Vec<_> = jobs.by_ref().take(per).collect();
             let this = Arc::clone(self);
+            let deployment = deployment.clone();
             handles.push(tokio::task::spawn_blocking(move || {
                 chunk
                     .into_iter()
@@ -282,7 +290,7 @@ impl Worker {
                         // The engine is pure and total, so a panic is a bug; it is
                         // contained to the instance that caused it.
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            this.advance(&c, wf, now)
+                            this.advance(&c, wf, &deployment, now)
                         }))
                         .map_err(|p| Box::new((c, crate::service::payload_message(&*p))))
                     })
@@ -342,6 +350,7 @@ impl Worker {
         &self,
         c: &Claimed,
         wf: Result<Arc<Workflow>, String>,
+        deployment: &Deployment,
         now: DateTime<Utc>,
     ) -> Advanced {
         let mut adv = Advance {
@@ -370,10 +379,10 @@ impl Worker {
         if let Some(hook) = &self.before_advance {
             hook(&wf.id, &c.id);
         }
-        let calendars = self.registry.calendars();
+        let calendars = deployment.calendars();
         let env = engine::Env {
             now,
-            calendars: &calendars,
+            calendars,
         };
         let mut steps = 0u64;
         let mut mails = Vec::new();
@@ -642,7 +651,12 @@ impl Worker {
     /// Renders the notifications an advance queued, after reading what they need from
     /// the store (the reporter's address, agendas and digests): the async phase after
     /// the pure one, before the commit.
-    async fn resolve_mails(&self, done: Advanced, now: DateTime<Utc>) -> Advance {
+    async fn resolve_mails(
+        &self,
+        done: Advanced,
+        deployment: &Deployment,
+        now: DateTime<Utc>,
+    ) -> Advance {
         let Advanced { mut adv, mails, .. } = done;
         for m in mails {
             if let Some(note) = self.reporter_skip(&adv.id, &m.to, &m.cc, &m.bcc).await {
@@ -682,7 +696,7 @@ impl Worker {
                 locale: m.locale.as_deref(),
                 data: &data,
             };
-            let mut mail = crate::mailer::render(&self.mail, &self.registry, &req, now);
+            let mut mail = crate::mailer::render(&self.mail, deployment, &req, now);
             if let Some(e) = list_error {
                 // Queued as a dead letter with the reason, like a template that fails.
                 mail.subject = format!("[not rendered] {}", m.template);
