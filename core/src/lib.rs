@@ -12,6 +12,7 @@
 //! - [`catalog`]: checks across files: unknown workflows, cycles of concurrent starts.
 //! - [`engine`]: the instance state machine `apply(workflow, instance, event, env)`.
 //! - [`graph`]: Mermaid flowcharts of workflows.
+//! - [`limits`]: the table of limits at the door and the JSON depth and size checks.
 //! - [`schema`]: the JSON Schema of workflow files.
 //!
 //! **Architecture invariant:** this crate performs no IO and knows nothing of tokio,
@@ -25,6 +26,7 @@ pub mod diag;
 pub mod engine;
 pub mod expr;
 pub mod graph;
+pub mod limits;
 pub mod schema;
 pub mod workflow;
 pub mod yaml;
@@ -33,4 +35,5 @@ pub use catalog::Catalog;
 pub use compile::load;
 pub use diag::{Diagnostic, Pos, Severity};
 pub use engine::{Effect, Env, Event, HistoryEntry, Instance, Status, Transition, apply, create};
+pub use limits::{Limit, LimitError, Limits, check_json_bytes, check_json_value};
 pub use workflow::Workflow;
