@@ -94,3 +94,59 @@ fn non_json_bodies_and_cross_site_posts_are_refused_at_the_door() {
     assert_ne!(r.status().as_u16(), 415);
     d.terminate();
 }
+
+fn nested(depth: usize) -> String {
+    format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn json_too_deep_to_read_back_is_refused_at_the_door_and_what_is_accepted_reads_back() {
+    let mut d = Daemon::start(Backend::Sqlite, &clearflow_testkit::fixtures());
+    let http = reqwest::blocking::Client::new();
+    let post = |input: &str| {
+        http.post(format!("{}/v1/instances", d.url()))
+            .bearer_auth(d.token.clone().expect("token"))
+            .header("content-type", "application/json")
+            .body(format!(
+                r#"{{"workflow":"timers","input":{{"deep":{input}}}}}"#
+            ))
+            .send()
+            .expect("POST")
+    };
+    // Deeper than serde_json's recursion limit once stored: refused, naming the limit.
+    for depth in [70, 200, 5000] {
+        let r = post(&nested(depth));
+        assert_eq!(r.status().as_u16(), 422, "depth {depth}");
+        let body: Value = r.json().expect("problem");
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(
+            detail.contains("limits.json_depth") && detail.contains("64"),
+            "names the limit, its value and its key: {detail}"
+        );
+    }
+    let (_, list) = d.try_get("/v1/instances").expect("list");
+    assert_eq!(
+        list["items"].as_array().map(Vec::len),
+        Some(0),
+        "nothing stored"
+    );
+    // Within the limit: stored, and read back whole.
+    let r = post(&nested(60));
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().unwrap_or_default());
+    let id = r.json::<Value>().expect("started")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // After the engine advanced it too.
+    d.settle();
+    let (status, shown) = d.try_get(&format!("/v1/instances/{id}")).expect("GET");
+    assert_eq!(status, 200, "{shown}");
+    let mut v = &shown["data"]["input"]["deep"];
+    let mut depth = 0;
+    while let Some(inner) = v.as_array().and_then(|a| a.first()) {
+        v = inner;
+        depth += 1;
+    }
+    assert_eq!(depth, 60, "{shown}");
+    d.terminate();
+}

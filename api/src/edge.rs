@@ -113,6 +113,37 @@ pub async fn check(State(s): State<AppState>, req: Request, next: Next) -> Respo
     {
         return Problem::new(StatusCode::FORBIDDEN, "cross-site request", why).into_response();
     }
+    if writes && has_body(req.headers()) && req.uri().path() != YAML_ENDPOINT {
+        // JSON deeper or larger than the limits is refused before any parser sees it, so
+        // nothing is stored that could not be read back.
+        let (parts, body) = req.into_parts();
+        let limits = s.rt.limits();
+        let cap = usize::try_from(limits.json_bytes)
+            .unwrap_or(usize::MAX)
+            .max(s.body_limit)
+            .saturating_add(1);
+        let bytes = match axum::body::to_bytes(body, cap).await {
+            Ok(b) => b,
+            Err(_) => {
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload too large",
+                    "the request body is larger than this endpoint accepts",
+                )
+                .into_response();
+            }
+        };
+        if let Err(e) = clearflow_core::check_json_bytes(&bytes, limits) {
+            let status = match e.limit {
+                clearflow_core::Limit::JsonBytes => StatusCode::PAYLOAD_TOO_LARGE,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            return Problem::new(status, "limit exceeded", e.to_string()).into_response();
+        }
+        return next
+            .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+            .await;
+    }
     next.run(req).await
 }
 

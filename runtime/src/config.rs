@@ -54,6 +54,9 @@ pub struct Config {
     /// How long closed cases are kept.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// Limits at the door (`[limits]`; see docs/administrators.md, "Limits").
+    #[serde(default)]
+    pub limits: clearflow_core::Limits,
 }
 
 /// What one role permits (`[roles.NAME]`); a user's permissions are the union of their

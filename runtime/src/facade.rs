@@ -195,6 +195,7 @@ impl Runtime {
             cfg.mail.clone(),
         );
         worker.before_advance = hooks.before_advance;
+        worker.limits = cfg.limits.clone();
         *worker.plugins.write().expect("lock") = plugins;
         let worker = Arc::new(worker);
         let mailer = Arc::new(
@@ -244,6 +245,11 @@ impl Runtime {
     /// The configuration the runtime was opened with.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Limits at the door.
+    pub fn limits(&self) -> &clearflow_core::Limits {
+        &self.cfg.limits
     }
 
     /// The identity key, when one is configured.

@@ -129,6 +129,8 @@ pub struct Worker {
     /// How many times advancing each instance panicked (kept across restarts of the
     /// engine service): the second panic marks the instance failed.
     pub(crate) panics: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Limits at the door.
+    pub(crate) limits: clearflow_core::Limits,
     /// Called before each instance is advanced (fault injection in tests).
     pub(crate) before_advance: Option<BeforeAdvance>,
     /// How notifications are rendered.
@@ -161,6 +163,7 @@ impl Worker {
             counters: Counters::default(),
             panics: Default::default(),
             before_advance: None,
+            limits: clearflow_core::Limits::default(),
             mail,
             mail_wake: Arc::new(Notify::new()),
         }
@@ -380,10 +383,7 @@ impl Worker {
             hook(&wf.id, &c.id);
         }
         let calendars = deployment.calendars();
-        let env = engine::Env {
-            now,
-            calendars,
-        };
+        let env = engine::Env { now, calendars };
         let mut steps = 0u64;
         let mut mails = Vec::new();
         let mut queue: VecDeque<(engine::Transition, String)> = VecDeque::new();
@@ -490,6 +490,18 @@ impl Worker {
                         message: "the plugin host panicked".into(),
                         retryable: true,
                     })
+                })
+                // An output nested deeper than the limit could be stored but never read
+                // back; it is refused here like any other invalid output.
+                .and_then(|out| {
+                    match clearflow_core::check_json_value(&out, &self.limits) {
+                        Ok(()) => Ok(out),
+                        Err(e) => Err(PluginFailure {
+                            class: "output_invalid".into(),
+                            message: e.to_string(),
+                            retryable: false,
+                        }),
+                    }
                 });
                 let t = engine::apply(
                     wf,
