@@ -703,10 +703,18 @@ fn two_daemons_warn_and_delete_a_case_once() {
         sweep_at(&mut daemon, t);
         sweep_at(&mut other, t);
         // The warning is delivered before the clock moves on.
-        assert_eq!(
-            smtp.wait_for_messages(mails, Duration::from_secs(60)).len(),
-            mails
-        );
+        let got = smtp.wait_for_messages(mails, Duration::from_secs(60));
+        let heads: Vec<String> = got
+            .iter()
+            .map(|m| {
+                String::from_utf8_lossy(m)
+                    .lines()
+                    .filter(|l| l.starts_with("Message-ID:") || l.starts_with("Subject:"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        assert_eq!(got.len(), mails, "at {t}: {heads:#?}");
     }
     assert_eq!(
         daemon

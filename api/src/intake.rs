@@ -32,14 +32,11 @@ use utoipa_axum::routes;
 use super::caller::{Caller, Permission};
 use super::openapi::ProblemBody;
 use super::{AppState, Problem};
+use clearflow_runtime::Runtime;
 use clearflow_runtime::config::IntakeConfig;
-use clearflow_runtime::data::StoredIdentity;
-use clearflow_runtime::identity::{Identity, IdentityKey, Receipt};
+use clearflow_runtime::identity::IdentityKey;
+use clearflow_runtime::intake::{Complaint, IntakeError, Reporter};
 
-/// The actor recorded for instances started by intake.
-const INTAKE_ACTOR: &str = "public:intake";
-/// Longest accepted identity field, in characters.
-const MAX_FIELD: usize = 1000;
 /// Limiters with more keys than this drop the ones that are full again.
 const LIMITER_KEYS: usize = 10_000;
 
@@ -212,48 +209,32 @@ struct ReporterBody {
     contact_by_email: Option<bool>,
 }
 
-fn clean(v: Option<String>) -> Option<String> {
-    v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+impl From<ReporterBody> for Reporter {
+    fn from(r: ReporterBody) -> Reporter {
+        Reporter {
+            name: r.name,
+            email: r.email,
+            phone: r.phone,
+            id_number: r.id_number,
+            address: r.address,
+            contact_by_email: r.contact_by_email,
+        }
+    }
 }
 
-impl ReporterBody {
-    /// The identity and whether mail is wanted; errors name fields, never values.
-    fn into_identity(self) -> Result<(Identity, bool), Problem> {
-        let identity = Identity {
-            name: clean(self.name),
-            email: clean(self.email),
-            phone: clean(self.phone),
-            id_number: clean(self.id_number),
-            address: clean(self.address),
-        };
-        for (field, v) in [
-            ("name", &identity.name),
-            ("email", &identity.email),
-            ("phone", &identity.phone),
-            ("id_number", &identity.id_number),
-            ("address", &identity.address),
-        ] {
-            if v.as_ref().is_some_and(|s| s.chars().count() > MAX_FIELD) {
-                return Err(Problem::bad_request(format!(
-                    "`reporter.{field}` is longer than {MAX_FIELD} characters"
-                )));
+impl From<IntakeError> for Problem {
+    fn from(e: IntakeError) -> Problem {
+        match e {
+            IntakeError::Disabled => Problem::not_found(e.to_string()),
+            IntakeError::Invalid(m) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid complaint", m)
             }
-        }
-        if let Some(e) = &identity.email {
-            let ok = e.len() <= 254
-                && !e.chars().any(|c| {
-                    c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>'
-                })
-                && e.split_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.contains('@'));
-            if !ok {
-                return Err(Problem::bad_request(
-                    "`reporter.email` is not an email address",
-                ));
+            IntakeError::Reserved | IntakeError::TooLong(_) | IntakeError::BadEmail => {
+                Problem::bad_request(e.to_string())
             }
+            IntakeError::Store(e) => e.into(),
+            IntakeError::NoKey | IntakeError::Internal(_) => Problem::internal(e),
         }
-        let mail = identity.email.is_some() && self.contact_by_email.unwrap_or(true);
-        Ok((identity, mail))
     }
 }
 
@@ -273,9 +254,9 @@ async fn intake(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let intake = &s.intake;
-    let Some(workflow) = intake.cfg.workflow.clone() else {
-        return Err(Problem::not_found("complaint intake is not enabled here"));
-    };
+    if !s.rt.intake_enabled() {
+        return Err(IntakeError::Disabled.into());
+    }
     if let Some(ip) = addr
         && let Err(r) = check(&intake.per_address, &ip)
     {
@@ -283,66 +264,17 @@ async fn intake(
         return Ok(r);
     }
     let b: IntakeBody = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
-    if b.case.contains_key("reporter") {
-        return Err(Problem::bad_request(
-            "`case.reporter` is reserved: give the reporter's identity in `reporter`",
-        ));
-    }
-    let (identity, contact_by_email) = match b.reporter {
-        Some(r) => r.into_identity()?,
-        None => (Identity::default(), false),
-    };
-    let real_name = !identity.is_empty();
-    let key = intake
-        .key
-        .clone()
-        .ok_or_else(|| Problem::internal("intake is enabled without an identity key"))?;
-    let mut input = b.case;
-    input.insert(
-        "reporter".into(),
-        json!({
-            "type": if real_name { "real_name" } else { "anonymous" },
-            "contact_by_email": contact_by_email,
-        }),
-    );
-    let now = s.rt.now();
-    let tree =
-        s.rt.prepare(&workflow, Value::Object(input), INTAKE_ACTOR, now)
-            .map_err(|e| match e {
-                clearflow_runtime::worker::StartError::Invalid(m) => {
-                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid complaint", m)
-                }
-                other => Problem::internal(other),
-            })?;
-    let id = tree
-        .first()
-        .map(|t| t.id.clone())
-        .expect("a tree has a root");
-    // A new lookup id in the unlikely case of a collision (40 bits).
-    let mut receipt = Receipt::generate();
-    while s.rt.receipt_exists(&receipt.lookup).await? {
-        receipt = Receipt::generate();
-    }
-    let (receipt, hash) = tokio::task::spawn_blocking(move || {
-        let h = receipt.hash();
-        (receipt, h)
-    })
-    .await
-    .map_err(Problem::internal)?;
-    let sealed = real_name.then(|| StoredIdentity {
-        instance_id: id.clone(),
-        sealed: key.seal(&id, &identity),
-        has_email: contact_by_email,
-    });
-    drop(identity);
-    s.rt.start_intake(&tree, (&receipt.lookup, &hash), sealed.as_ref(), now)
+    let receipt =
+        s.rt.file_complaint(Complaint {
+            case: b.case,
+            reporter: b.reporter.map(Reporter::from),
+        })
         .await?;
-    tracing::info!(instance = %id, %workflow, real_name, "complaint received");
     Ok((
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(IntakeReply {
-            receipt: receipt.display(),
+            receipt,
             notice: "Keep this receipt code: it is shown only now, and it is the only way to check the status of your report.",
         }),
     )
@@ -402,43 +334,18 @@ async fn status(
         return Ok(r);
     }
     let b: StatusBody = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
-    // An unreadable code still costs one Argon2 verification, like any other miss.
-    let receipt = Receipt::parse(&b.receipt).unwrap_or_else(Receipt::generate);
-    if let Err(r) = check(&intake.per_receipt, &receipt.lookup) {
+    if let Err(r) = check(&intake.per_receipt, &Runtime::receipt_lookup(&b.receipt)) {
         tracing::info!("status check refused: rate limit per receipt");
         return Ok(r);
     }
-    let row = s.rt.receipt(&receipt.lookup).await?;
-    let (found, matched) = tokio::task::spawn_blocking(move || match row {
-        Some((instance, hash)) => {
-            let ok = receipt.verify(&hash);
-            (Some(instance), ok)
-        }
-        None => (None, receipt.verify_dummy()),
-    })
-    .await
-    .map_err(Problem::internal)?;
-    let Some(instance) = found.filter(|_| matched) else {
+    let Some(c) = s.rt.case_status(&b.receipt).await? else {
         return Err(no_match());
-    };
-    let Some((_, state)) = s.rt.instance(&instance).await? else {
-        return Err(no_match());
-    };
-    let state: Value = serde_json::from_str(&state).map_err(Problem::internal)?;
-    let vars = &state["data"]["vars"];
-    let public_status = vars["public_status"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| "received".into());
-    let feedback = match &vars["feedback"] {
-        Value::String(t) if !t.is_empty() => Some(t.clone()),
-        _ => None,
     };
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(StatusReply {
-            status: public_status,
-            feedback,
+            status: c.status,
+            feedback: c.feedback,
         }),
     )
         .into_response())

@@ -16,6 +16,7 @@
 //! - [`directory`]: users, their roles and addresses.
 //! - [`plugins`]: the declared WASM plugins, as the engine calls them.
 //! - [`identity`]: reporters' identities sealed at rest, and receipt codes.
+//! - [`intake`]: filing a complaint and the reporter's status check, for every front door.
 //! - [`data`]: the store's rows and filters as the façade hands them out.
 //!
 //! **Architecture invariants:** decisions about instances are made by
@@ -29,6 +30,7 @@ mod digest;
 pub mod directory;
 mod facade;
 pub mod identity;
+pub mod intake;
 pub mod mailer;
 mod metrics;
 pub mod plugins;

@@ -164,7 +164,7 @@ impl Store {
 
     /// Queues the expiry warning of a case with its audit record, once per announced
     /// expiry: returns false (and queues nothing) when the case was warned already of
-    /// this expiry or a later one.
+    /// this expiry or a later one, or no longer exists.
     pub async fn warn_case(
         &self,
         root: &str,
@@ -174,6 +174,11 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
+        // The case may have been deleted by another daemon since its facts were read:
+        // a warning is queued only for a case that still exists, under its root's lock.
+        if !lock_root(&mut tx, self.backend, root).await? {
+            return Ok(false);
+        }
         let done = sqlx::query(
             "INSERT INTO retention (instance_id, warned_at, expires_at, warning_mail) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (instance_id) DO UPDATE SET warned_at = $2, expires_at = $3, warning_mail = $4 \
