@@ -1,0 +1,13 @@
+//! The web console's pure layer: request data in, view model, rendered HTML out.
+//!
+//! # Layout
+//!
+//! - [`i18n`]: one message catalogue per locale and locale negotiation.
+//!
+//! **Architecture invariant:** this crate performs no IO. It never reads the store or
+//! the clock; routes in the daemon call the runtime, build view models and call the
+//! render functions here.
+
+pub mod i18n;
+
+pub use i18n::Locale;
