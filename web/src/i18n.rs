@@ -48,7 +48,7 @@ impl Locale {
 
     /// The message for `key`, or the key itself when missing (a test keeps that from
     /// happening in shipped templates).
-    pub fn t<'a>(self, key: &'a str) -> &'a str {
+    pub fn t(self, key: &str) -> &str {
         catalogue(self).get(key).map_or(key, String::as_str)
     }
 
