@@ -3,11 +3,14 @@
 //! # Layout
 //!
 //! - [`i18n`]: one message catalogue per locale and locale negotiation.
+//! - [`render`]: typed view models and the pages rendered from them.
 //!
 //! **Architecture invariant:** this crate performs no IO. It never reads the store or
 //! the clock; routes in the daemon call the runtime, build view models and call the
 //! render functions here.
 
 pub mod i18n;
+pub mod render;
 
 pub use i18n::Locale;
+pub use render::{Frame, WebError};
