@@ -57,6 +57,8 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("signin.html", include_str!("../templates/signin.html")),
     ("enrol.html", include_str!("../templates/enrol.html")),
     ("inbox.html", include_str!("../templates/inbox.html")),
+    ("fields.html", include_str!("../templates/fields.html")),
+    ("task.html", include_str!("../templates/task.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -239,6 +241,71 @@ pub struct InboxView {
     pub page: u32,
     /// Whether there is a next page.
     pub has_next: bool,
+}
+
+/// A labelled value of the case summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryItem {
+    /// The label.
+    pub label: String,
+    /// The value.
+    pub value: String,
+}
+
+/// Why the last action on a task was refused, in the runtime's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// Separation of duties (不得兼审).
+    Separation,
+    /// The linked fault-tolerance assessment has not ended.
+    AssessmentOpen,
+    /// Someone else holds the task.
+    Taken,
+}
+
+/// The task page.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// The task number.
+    pub task: i64,
+    /// The task title.
+    pub title: String,
+    /// The case summary the role may see.
+    pub summary: Vec<SummaryItem>,
+    /// The form (from [`crate::form::fields`]).
+    pub fields: Vec<crate::form::Field>,
+    /// Whether the viewer may claim it.
+    pub claimable: bool,
+    /// Whether the viewer holds it (complete, release, reject shown).
+    pub mine: bool,
+    /// Whether the step can be rejected.
+    pub rejectable: bool,
+    /// A refusal of the last action.
+    pub refusal: Option<Refusal>,
+}
+
+/// Renders the task page.
+pub fn task(frame: Frame<'_>, view: &TaskView) -> Result<String, WebError> {
+    #[derive(Serialize)]
+    struct WithErrors<'a> {
+        #[serde(flatten)]
+        view: &'a TaskView,
+        fields_have_errors: bool,
+    }
+    fn any_error(f: &[crate::form::Field]) -> bool {
+        f.iter().any(|f| f.error.is_some() || any_error(&f.fields))
+    }
+    let fields_have_errors = any_error(&view.fields);
+    render(
+        "task.html",
+        frame,
+        true,
+        &WithErrors {
+            view,
+            fields_have_errors,
+        },
+    )
 }
 
 /// Rows per inbox page.
@@ -491,6 +558,65 @@ mod tests {
         assert!(en.contains("?case=JB%261&amp;page=3"), "{en}");
         let zh = &all_pages(Locale::ZhCn)[7].2;
         assert!(zh.contains("3 个工作日后到期") && zh.contains("已逾期 2 个工作日"));
+    }
+
+    #[test]
+    fn task_page_with_form_errors_and_refusals() {
+        let schema = serde_json::json!({"type": "object", "required": ["decision"], "properties": {
+            "decision": {"title": "受理意见 Decision", "oneOf": [{"const": "accept", "title": "受理 Accept"}, {"const": "duplicate", "title": "重复件 Duplicate"}]},
+            "note": {"type": "string", "format": "textarea"},
+            "n": {"type": "integer"}, "on": {"type": "string", "format": "date"},
+            "ok": {"type": "boolean"}, "tags": {"type": "array"},
+            "g": {"enum": ["a","b","c","d","e","f"]},
+            "who": {"type": "object", "properties": {"name": {"type": "string", "title": "姓名"}}}
+        }});
+        let rejected =
+            crate::form::parse(&schema, b"note=kept+%3Ctext%3E&n=x", Locale::ZhCn).unwrap_err();
+        for refusal in [Refusal::Separation, Refusal::AssessmentOpen, Refusal::Taken] {
+            for locale in Locale::ALL {
+                let html = task(
+                    frame(locale),
+                    &TaskView {
+                        task: 7,
+                        title: "受理审查 JB-1".into(),
+                        summary: vec![SummaryItem {
+                            label: "案件编号".into(),
+                            value: "JB-1".into(),
+                        }],
+                        fields: crate::form::fields(&schema, &rejected.values, &rejected.errors),
+                        claimable: false,
+                        mine: true,
+                        rejectable: true,
+                        refusal: Some(refusal),
+                    },
+                )
+                .unwrap();
+                assert!(html.contains("kept &lt;text&gt;</textarea>"), "{html}");
+                assert!(html.contains(&rejected.errors["decision"]) || locale == Locale::En);
+                assert!(html.contains("aria-invalid=\"true\""));
+                assert!(html.contains("name=\"who.name\""));
+                assert!(
+                    html.contains("<select")
+                        && html.contains("type=\"date\"")
+                        && html.contains("type=\"checkbox\"")
+                );
+                assert!(html.contains("受理 Accept"));
+                assert!(!html.contains("task.refused"));
+                if refusal == Refusal::Separation && locale == Locale::ZhCn {
+                    assert!(html.contains("不得兼审"));
+                }
+                assert_eq!(
+                    html.matches("<form method=\"post\"").count(),
+                    4,
+                    "complete, release, reject, sign out"
+                );
+                assert_eq!(
+                    html.matches("name=\"csrf\"").count(),
+                    4,
+                    "complete, release, reject, sign out"
+                );
+            }
+        }
     }
 
     #[test]
