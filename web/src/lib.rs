@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`diagram`]: the workflow diagram as SVG, current steps highlighted.
 //! - [`form`]: form fields from JSON Schema and the parse of submitted forms.
 //! - [`i18n`]: one message catalogue per locale and locale negotiation.
 //! - [`render`]: typed view models and the pages rendered from them.
@@ -10,6 +11,7 @@
 //! the clock; routes in the daemon call the runtime, build view models and call the
 //! render functions here.
 
+pub mod diagram;
 pub mod form;
 pub mod i18n;
 pub mod render;
