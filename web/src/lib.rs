@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: passwords, TOTP, recovery codes, sessions, CSRF, lockout, headers.
 //! - [`diagram`]: the workflow diagram as SVG, current steps highlighted.
 //! - [`form`]: form fields from JSON Schema and the parse of submitted forms.
 //! - [`i18n`]: one message catalogue per locale and locale negotiation.
@@ -11,6 +12,7 @@
 //! the clock; routes in the daemon call the runtime, build view models and call the
 //! render functions here.
 
+pub mod auth;
 pub mod diagram;
 pub mod form;
 pub mod i18n;
