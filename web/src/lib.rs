@@ -17,6 +17,7 @@ pub mod diagram;
 pub mod form;
 pub mod i18n;
 pub mod render;
+mod shipped;
 
 pub use i18n::Locale;
 pub use render::{Frame, WebError};
