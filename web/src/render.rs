@@ -59,6 +59,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("inbox.html", include_str!("../templates/inbox.html")),
     ("fields.html", include_str!("../templates/fields.html")),
     ("task.html", include_str!("../templates/task.html")),
+    ("case.html", include_str!("../templates/case.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -306,6 +307,87 @@ pub fn task(frame: Frame<'_>, view: &TaskView) -> Result<String, WebError> {
             fields_have_errors,
         },
     )
+}
+
+/// One timeline row: who did what, when (formatted in the deployment's time zone).
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineRow {
+    /// When.
+    pub at: String,
+    /// Who (a user id or `system`).
+    pub who: String,
+    /// What, in words.
+    pub what: String,
+}
+
+/// An open task of the case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseTask {
+    /// The task number.
+    pub task: i64,
+    /// Its title.
+    pub title: String,
+    /// The assignee or role it waits for.
+    pub waiting_for: String,
+}
+
+/// A pending timer.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseTimer {
+    /// What fires.
+    pub what: String,
+    /// When, formatted.
+    pub at: String,
+}
+
+/// A linked instance (the accountability case and its assessment link both ways).
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseLink {
+    /// The instance id.
+    pub instance: String,
+    /// The link name.
+    pub alias: String,
+    /// Its case number.
+    pub number: String,
+}
+
+/// A mail queued or sent for the case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseMail {
+    /// When queued or sent, formatted.
+    pub at: String,
+    /// The template name.
+    pub template: String,
+    /// `sent`, `queued` or `failed`.
+    pub state: String,
+}
+
+/// The case page. Never carries the whistleblower's identity.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseView {
+    /// The case number.
+    pub number: String,
+    /// The workflow's title.
+    pub workflow_title: String,
+    /// The status, in words.
+    pub status: String,
+    /// The diagram (from [`crate::diagram::svg`]), inserted unescaped.
+    pub diagram_svg: String,
+    /// The timeline, oldest first.
+    pub timeline: Vec<TimelineRow>,
+    /// Open tasks.
+    pub tasks: Vec<CaseTask>,
+    /// Pending timers.
+    pub timers: Vec<CaseTimer>,
+    /// Linked instances.
+    pub links: Vec<CaseLink>,
+    /// Mails.
+    pub mails: Vec<CaseMail>,
+}
+
+/// Renders the case page.
+pub fn case(frame: Frame<'_>, view: &CaseView) -> Result<String, WebError> {
+    render("case.html", frame, true, view)
 }
 
 /// Rows per inbox page.
@@ -616,6 +698,51 @@ mod tests {
                     "complete, release, reject, sign out"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn case_page() {
+        let src = "id: x\ntitle: 示例\nroles: [r]\nsteps:\n  - id: a\n    task: { role: r }\n  - id: b\n    set: { v: 1 }\n";
+        let wf = clearflow_core::load("x.yaml", src).unwrap_or_else(|d| panic!("{d:?}"));
+        let svg = crate::diagram::svg(&wf, &["a".to_owned()].into());
+        for locale in Locale::ALL {
+            let html = case(
+                frame(locale),
+                &CaseView {
+                    number: "JB-2025-0001".into(),
+                    workflow_title: "检举控告".into(),
+                    status: "running".into(),
+                    diagram_svg: svg.clone(),
+                    timeline: vec![TimelineRow {
+                        at: "2025-10-01 09:00".into(),
+                        who: "li".into(),
+                        what: "<screen> done".into(),
+                    }],
+                    tasks: vec![CaseTask {
+                        task: 3,
+                        title: "分办".into(),
+                        waiting_for: "intake".into(),
+                    }],
+                    timers: vec![],
+                    links: vec![CaseLink {
+                        instance: "i2".into(),
+                        alias: "assessment".into(),
+                        number: "RC-1".into(),
+                    }],
+                    mails: vec![CaseMail {
+                        at: "2025-10-01".into(),
+                        template: "acknowledge-receipt".into(),
+                        state: "sent".into(),
+                    }],
+                },
+            )
+            .unwrap();
+            assert!(html.contains("class=\"step waiting\""));
+            assert!(html.contains("&lt;screen&gt; done"));
+            assert!(html.contains("/cases/i2") && html.contains("/tasks/3"));
+            assert!(!html.contains("http://") && !html.contains("https://"));
+            assert!(!html.contains("case.sent") && !html.contains("case.none"));
         }
     }
 
