@@ -60,6 +60,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("fields.html", include_str!("../templates/fields.html")),
     ("task.html", include_str!("../templates/task.html")),
     ("case.html", include_str!("../templates/case.html")),
+    ("admin.html", include_str!("../templates/admin.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -388,6 +389,73 @@ pub struct CaseView {
 /// Renders the case page.
 pub fn case(frame: Frame<'_>, view: &CaseView) -> Result<String, WebError> {
     render("case.html", frame, true, view)
+}
+
+/// Which administration page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminSection {
+    /// Workflows with version and load errors.
+    Workflows,
+    /// Instance search, cancel and signal.
+    Instances,
+    /// The outbox with retry.
+    Outbox,
+    /// Schedules with their next runs.
+    Schedules,
+    /// The audit log with verify.
+    Audit,
+    /// Users, roles and sessions (revoke).
+    Users,
+}
+
+/// A post button on an admin row (retry, cancel, revoke, …).
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminAction {
+    /// The form's action path.
+    pub action: String,
+    /// The button's label, already translated.
+    pub label: String,
+}
+
+/// One row of an admin table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminRow {
+    /// The cells, formatted.
+    pub cells: Vec<String>,
+    /// A link for the first cell.
+    pub link: Option<String>,
+    /// Buttons.
+    pub actions: Vec<AdminAction>,
+}
+
+/// The result of an audit chain verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditVerify {
+    /// Whether the chain is intact.
+    pub ok: bool,
+    /// Where it breaks, when it does.
+    pub at: Option<String>,
+}
+
+/// An administration page: a table of rows with actions.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminView {
+    /// Which page.
+    pub section: AdminSection,
+    /// The search as typed.
+    pub query: String,
+    /// Column headings, already translated.
+    pub columns: Vec<String>,
+    /// The rows.
+    pub rows: Vec<AdminRow>,
+    /// The audit verification, on the audit page after a verify.
+    pub verify: Option<AuditVerify>,
+}
+
+/// Renders an administration page.
+pub fn admin(frame: Frame<'_>, view: &AdminView) -> Result<String, WebError> {
+    render("admin.html", frame, true, view)
 }
 
 /// Rows per inbox page.
@@ -743,6 +811,43 @@ mod tests {
             assert!(html.contains("/cases/i2") && html.contains("/tasks/3"));
             assert!(!html.contains("http://") && !html.contains("https://"));
             assert!(!html.contains("case.sent") && !html.contains("case.none"));
+        }
+    }
+
+    #[test]
+    fn admin_pages() {
+        use AdminSection::*;
+        for section in [Workflows, Instances, Outbox, Schedules, Audit, Users] {
+            for locale in Locale::ALL {
+                let html = admin(
+                    frame(locale),
+                    &AdminView {
+                        section,
+                        query: "a&b".into(),
+                        columns: vec!["#".into()],
+                        rows: vec![AdminRow {
+                            cells: vec!["m1".into()],
+                            link: Some("/admin/outbox/1".into()),
+                            actions: vec![AdminAction {
+                                action: "/admin/outbox/1/retry".into(),
+                                label: "重试".into(),
+                            }],
+                        }],
+                        verify: (section == Audit).then_some(AuditVerify {
+                            ok: false,
+                            at: Some("#42".into()),
+                        }),
+                    },
+                )
+                .unwrap();
+                assert!(!html.contains("admin."), "{section:?}");
+                assert!(html.contains("value=\"a&amp;b\""));
+                assert_eq!(
+                    html.matches("<form method=\"post\"").count(),
+                    html.matches("name=\"csrf\"").count()
+                );
+                assert_eq!(html.contains("#42"), section == Audit);
+            }
         }
     }
 
