@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Severity};
 use crate::workflow::{ListQuery, NodeKind, Workflow};
 
 /// The workflows an administrator deployed, by id.
@@ -15,7 +15,8 @@ pub struct Catalog {
 
 impl Catalog {
     /// Checks `workflows` together. Returns the catalog of the valid ones and every
-    /// problem found across files (duplicate ids, unknown workflows, start cycles).
+    /// problem found across files (duplicate ids, unknown workflows, start cycles), and
+    /// warnings for workflows that can start themselves again without a bound.
     pub fn build(workflows: Vec<Arc<Workflow>>) -> (Catalog, Vec<Diagnostic>) {
         let mut diags = Vec::new();
         let mut by_id: BTreeMap<String, Arc<Workflow>> = BTreeMap::new();
@@ -67,6 +68,7 @@ impl Catalog {
         // starts it concurrently, so no instance can be created half-linked.
         let bad: Vec<String> = diags
             .iter()
+            .filter(|d| d.severity == Severity::Error)
             .filter_map(|d| {
                 by_id
                     .values()
@@ -91,6 +93,7 @@ impl Catalog {
                 by_id.remove(&id);
             }
         }
+        diags.extend(self_starts(&by_id));
         (Catalog { workflows: by_id }, diags)
     }
 
@@ -213,4 +216,74 @@ fn start_cycles(by_id: &BTreeMap<String, Arc<Workflow>>) -> Vec<Diagnostic> {
         visit(id, by_id, &mut marks, &mut Vec::new(), &mut out);
     }
     out
+}
+
+/// Warnings for `start` steps without an `if` that lead, directly or through other
+/// workflows' starts, back to their own workflow: each instance would start another
+/// until the start depth limit refuses one.
+fn self_starts(by_id: &BTreeMap<String, Arc<Workflow>>) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for wf in by_id.values() {
+        for node in &wf.nodes {
+            let NodeKind::Start { workflow, .. } = &node.kind else {
+                continue;
+            };
+            if node.condition.is_some() {
+                continue;
+            }
+            let Some(chain) = path_to(workflow, &wf.id, by_id) else {
+                continue;
+            };
+            let chain: Vec<&str> = std::iter::once(wf.id.as_str())
+                .chain(chain.iter().map(String::as_str))
+                .collect();
+            out.push(Diagnostic {
+                file: wf.file.clone(),
+                pos: node.pos,
+                severity: Severity::Warning,
+                message: format!(
+                    "step `{}` can start its own workflow again without a bound: {}",
+                    node.id,
+                    chain.join(" → ")
+                ),
+                hint: Some(format!(
+                    "give the step an `if:` that ends the chain; otherwise starts past `{}` are refused",
+                    crate::limits::Limit::StartDepth.key()
+                )),
+            });
+        }
+    }
+    out
+}
+
+/// The workflows from `from` to `to` along starts (both ends included), if `to` can be
+/// reached: a breadth-first search, so the chain is a shortest one.
+fn path_to<'a>(
+    from: &'a str,
+    to: &str,
+    by_id: &'a BTreeMap<String, Arc<Workflow>>,
+) -> Option<Vec<String>> {
+    let mut came_from: HashMap<&str, &str> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([from]);
+    came_from.insert(from, from);
+    while let Some(id) = queue.pop_front() {
+        if id == to {
+            let mut chain = vec![id.to_owned()];
+            let mut at = id;
+            while at != from {
+                at = came_from[at];
+                chain.push(at.to_owned());
+            }
+            chain.reverse();
+            return Some(chain);
+        }
+        let Some(wf) = by_id.get(id) else { continue };
+        for next in started(wf) {
+            if !came_from.contains_key(next) {
+                came_from.insert(next, id);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
 }

@@ -13,6 +13,7 @@ use crate::definition::{
 };
 use crate::diag::{Diagnostic, Pos, Sink};
 use crate::expr::{Expr, Template};
+use crate::limits::Limits;
 use crate::workflow::*;
 use crate::yaml::{Node as YamlNode, Seg};
 
@@ -22,11 +23,21 @@ pub const ROOT_NAMES: &[&str] = &["input", "vars", "instance", "now", "links"];
 /// The default timezone of workflows and schedules.
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::Asia::Shanghai;
 
-/// Reads, checks and compiles one workflow file.
+/// Reads, checks and compiles one workflow file, with the default [`Limits`].
 pub fn load(file: &str, src: &str) -> Result<Workflow, Vec<Diagnostic>> {
+    load_with_limits(file, src, &Limits::default())
+}
+
+/// Reads, checks and compiles one workflow file; a `parallel` with more branches than
+/// [`Limits::parallel_branches`] is an error at the step.
+pub fn load_with_limits(
+    file: &str,
+    src: &str,
+    limits: &Limits,
+) -> Result<Workflow, Vec<Diagnostic>> {
     let (def, root) = definition::parse(file, src)?;
     let hash = hex(&Sha256::digest(src.as_bytes()));
-    compile(file, src, &hash, &def, &root)
+    compile(file, src, &hash, &def, &root, limits)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -58,6 +69,8 @@ struct Compiler<'a> {
     vars: BTreeSet<String>,
     links: BTreeSet<String>,
     has_calendar: bool,
+    /// [`Limits::parallel_branches`].
+    max_branches: u32,
 }
 
 fn compile(
@@ -66,8 +79,10 @@ fn compile(
     hash: &str,
     def: &WorkflowDef,
     root: &YamlNode,
+    limits: &Limits,
 ) -> Result<Workflow, Vec<Diagnostic>> {
     let mut c = Compiler {
+        max_branches: limits.parallel_branches,
         root,
         sink: Sink::new(file),
         flat: Vec::new(),
@@ -696,6 +711,20 @@ impl<'a> Compiler<'a> {
                     &sub(&["parallel", "branches"]),
                     "`parallel` needs at least one branch",
                 );
+            }
+            if p.branches.len() > self.max_branches as usize {
+                let max = self.max_branches;
+                self.error(
+                    &sub(&["parallel", "branches"]),
+                    format!(
+                        "`parallel` has {} branches, more than the limit of {max}",
+                        p.branches.len()
+                    ),
+                )
+                .hint(format!(
+                    "split the work, or raise `{}`",
+                    crate::limits::Limit::ParallelBranches.key()
+                ));
             }
             let branches = p
                 .branches

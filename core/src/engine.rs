@@ -5,24 +5,28 @@
 //! (control flow runs to the next wait), and the result lists the effects the shell must
 //! perform and the history entries it must append, all in the same transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::expr;
 use crate::workflow::*;
 
+mod context;
 mod tasks;
 pub use tasks::{OpenTask, Refusal, RefusalKind, TaskAction, TaskTimer, check_task_action};
 
 /// Most signals kept for an instance that is not waiting for them yet.
 pub const MAX_BUFFERED_SIGNALS: usize = 100;
 
-/// Most steps one event may run before the instance is failed as looping without end.
-/// Far above any real chain (the design's longest is 40 steps), and low enough that a
-/// runaway loop costs milliseconds and a bounded history, not seconds and megabytes.
+/// Most steps one path of execution may run in one event before the instance is failed
+/// as looping without end. A path is a token and the branches it forks: each branch
+/// starts with the count of the step that forked it, so a loop around a `parallel` is
+/// still caught, while a wide fan-out is not failed for its width. Far above any real
+/// chain (the design's longest is 40 steps), and low enough that a runaway loop costs
+/// milliseconds and a bounded history, not seconds and megabytes.
 pub const MAX_STEPS_PER_EVENT: u32 = 10_000;
 
 /// What the engine needs from outside: the time and the calendars.
@@ -616,14 +620,18 @@ impl Instance {
     }
 }
 
-/// The expression context of an instance.
+/// The expression context of an instance (over a copy of its data: for one-off use).
 fn context(inst: &Instance, now: DateTime<Utc>) -> minijinja::Value {
-    let mut m = inst.data.clone();
-    m.insert(
-        "instance".into(),
-        json!({"id": inst.id, "workflow": inst.workflow, "started_at": inst.started_at.to_rfc3339(), "initiator": inst.initiator}),
-    );
-    m.insert("now".into(), Value::String(now.to_rfc3339()));
+    context_over(Arc::new(inst.data.clone()), inst, now)
+}
+
+/// The expression context of an instance whose data is `data`, shared, not copied.
+fn context_over(
+    data: Arc<Map<String, Value>>,
+    inst: &Instance,
+    now: DateTime<Utc>,
+) -> minijinja::Value {
+    let instance = json!({"id": inst.id, "workflow": inst.workflow, "started_at": inst.started_at.to_rfc3339(), "initiator": inst.initiator});
     let links: Map<String, Value> = inst
         .links
         .iter()
@@ -634,8 +642,7 @@ fn context(inst: &Instance, now: DateTime<Utc>) -> minijinja::Value {
             )
         })
         .collect();
-    m.insert("links".into(), Value::Object(links));
-    expr::context(&Value::Object(m))
+    context::StepContext::value(data, &instance, &now.to_rfc3339(), &Value::Object(links))
 }
 
 /// The entry of `inst` in a notification list, or `None` when the list's filter
@@ -682,6 +689,35 @@ struct Run<'a> {
     env: &'a Env<'a>,
     inst: &'a mut Instance,
     out: Transition,
+    /// The instance data while a step context shares it (`inst.data` is then empty).
+    shared: Option<Arc<Map<String, Value>>>,
+    /// Writes to the data made while it was shared, applied before the next context.
+    pending: Vec<Write>,
+    /// Steps run in this event by each token's path (see [`MAX_STEPS_PER_EVENT`]).
+    path_steps: HashMap<u32, u32>,
+}
+
+/// A write to the instance data.
+enum Write {
+    /// A named step's result.
+    Result(String, Value),
+    /// Variables set by a `set` step.
+    Vars(Map<String, Value>),
+}
+
+impl Write {
+    fn apply(self, data: &mut Map<String, Value>) {
+        match self {
+            Write::Result(step, value) => {
+                data.insert(step, value);
+            }
+            Write::Vars(set) => {
+                if let Some(Value::Object(vars)) = data.get_mut("vars") {
+                    vars.extend(set);
+                }
+            }
+        }
+    }
 }
 
 /// The timer a wait holds, if it holds one.
@@ -700,6 +736,9 @@ pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) ->
         env,
         inst,
         out: Transition::default(),
+        shared: None,
+        pending: Vec::new(),
+        path_steps: HashMap::new(),
     };
     if run.inst.ended() {
         run.log(
@@ -712,6 +751,7 @@ pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) ->
     run.event(event);
     run.drive();
     run.forget_settled_provisional();
+    run.restore_data();
     run.out
 }
 
@@ -727,6 +767,53 @@ enum Flow {
 }
 
 impl<'a> Run<'a> {
+    /// The expression context for the next step, sharing the instance data.
+    fn context(&mut self) -> minijinja::Value {
+        self.flush();
+        let data = match &self.shared {
+            Some(data) => Arc::clone(data),
+            None => {
+                let data = Arc::new(std::mem::take(&mut self.inst.data));
+                self.shared = Some(Arc::clone(&data));
+                data
+            }
+        };
+        context_over(data, self.inst, self.env.now)
+    }
+
+    /// The instance data as of the last context (pending writes not included).
+    fn data(&self) -> &Map<String, Value> {
+        self.shared.as_deref().unwrap_or(&self.inst.data)
+    }
+
+    /// Writes to the data, or queues the write while a context may still read it.
+    fn write(&mut self, w: Write) {
+        if self.shared.is_some() {
+            self.pending.push(w);
+        } else {
+            w.apply(&mut self.inst.data);
+        }
+    }
+
+    /// Applies the pending writes. The last context is gone by now, so taking the data
+    /// back does not copy it.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.restore_data();
+    }
+
+    /// Puts the data back into the instance with every write applied.
+    fn restore_data(&mut self) {
+        if let Some(data) = self.shared.take() {
+            self.inst.data = Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone());
+        }
+        for w in std::mem::take(&mut self.pending) {
+            w.apply(&mut self.inst.data);
+        }
+    }
+
     fn log(&mut self, kind: &str, step: Option<&str>, detail: Value) {
         self.out.history.push(HistoryEntry {
             kind: kind.to_owned(),
@@ -1163,7 +1250,7 @@ impl<'a> Run<'a> {
         let NodeKind::Plugin(p) = &node.kind else {
             return;
         };
-        let ctx = context(self.inst, self.env.now);
+        let ctx = self.context();
         match p.input.render(&ctx) {
             Ok(input) => {
                 let effect = Effect::CallPlugin {
@@ -1191,7 +1278,6 @@ impl<'a> Run<'a> {
 
     /// Runs every ready token until all wait or the instance ends.
     fn drive(&mut self) {
-        let mut budget = MAX_STEPS_PER_EVENT;
         while !self.inst.ended() {
             let Some(token) = self
                 .inst
@@ -1202,7 +1288,8 @@ impl<'a> Run<'a> {
             else {
                 break;
             };
-            if budget == 0 {
+            let steps = self.path_steps.get(&token).copied().unwrap_or(0) + 1;
+            if steps > MAX_STEPS_PER_EVENT {
                 let step = self.node(token).id.clone();
                 self.fail(
                     &step,
@@ -1212,7 +1299,7 @@ impl<'a> Run<'a> {
                 );
                 break;
             }
-            budget -= 1;
+            self.path_steps.insert(token, steps);
             self.execute(token);
         }
     }
@@ -1221,7 +1308,7 @@ impl<'a> Run<'a> {
         let wf = self.wf;
         let node = wf.node(self.inst.tokens[&token].node);
         let step = node.id.as_str();
-        let ctx = context(self.inst, self.env.now);
+        let ctx = self.context();
         if let Some(cond) = &node.condition {
             match cond.truthy(&ctx) {
                 Ok(true) => {}
@@ -1244,9 +1331,7 @@ impl<'a> Run<'a> {
                         Err(e) => return self.fail(step, format!("setting `{k}`: {e}")),
                     }
                 }
-                if let Some(Value::Object(vars)) = self.inst.data.get_mut("vars") {
-                    vars.extend(set.clone());
-                }
+                self.write(Write::Vars(set.clone()));
                 self.done(token, Some(Value::Object(set)), Flow::Next)
             }
             NodeKind::Goto(to) => self.done(token, None, Flow::Jump(*to)),
@@ -1470,8 +1555,10 @@ impl<'a> Run<'a> {
                     Some(step),
                     json!({"branches": branches.len(), "needed": needed}),
                 );
+                let forked_at = self.path_steps.get(&token).copied().unwrap_or(0);
                 for b in branches {
                     let id = self.inst.next_id();
+                    self.path_steps.insert(id, forked_at);
                     self.inst.tokens.insert(
                         id,
                         Token {
@@ -1630,7 +1717,7 @@ impl<'a> Run<'a> {
         if node.named
             && let Some(r) = &result
         {
-            self.inst.data.insert(step.clone(), r.clone());
+            self.write(Write::Result(step.clone(), r.clone()));
         }
         self.out.steps += 1;
         self.log("step_completed", Some(&step), result.unwrap_or(Value::Null));

@@ -125,8 +125,26 @@ struct LogSink {
     dropped: usize,
 }
 
+/// Appended to a log line cut off at the per-call limit.
+const TRUNCATED_MARKER: &str = " [truncated]";
+
 impl LogSink {
+    /// Keeps and writes to the daemon's log at most what is left of the per-call limit:
+    /// the bytes are counted before anything is written, so a plugin logging without end
+    /// writes no more than the limit.
     fn push(&mut self, source: LogSource, level: LogLevel, mut message: String) {
+        let room = self.limit.saturating_sub(self.bytes);
+        if message.len() > room {
+            // The marker fits in the limit too.
+            let whole = message.len();
+            truncate(&mut message, room.saturating_sub(TRUNCATED_MARKER.len()));
+            self.dropped += whole - message.len();
+            if message.is_empty() {
+                return;
+            }
+            message.push_str(TRUNCATED_MARKER);
+        }
+        self.bytes += message.len();
         emit(
             &self.plugin,
             &self.instance,
@@ -135,15 +153,6 @@ impl LogSink {
             level,
             &message,
         );
-        let room = self.limit.saturating_sub(self.bytes);
-        if message.len() > room {
-            self.dropped += message.len() - room;
-            truncate(&mut message, room);
-            if message.is_empty() {
-                return;
-            }
-        }
-        self.bytes += message.len();
         self.lines.push(LogLine {
             source,
             level,
@@ -373,7 +382,7 @@ fn classify(
             ErrorClass::StackOverflow,
             "wasm call stack exhausted".to_owned(),
         ),
-        Some(trap) => (ErrorClass::Trap, format!("wasm trap: {trap}")),
+        Some(trap) => (ErrorClass::Trap, trap_message(trap)),
         None => (ErrorClass::Trap, format!("{e:#}")),
     };
     // A Rust panic prints its message to stderr before trapping; that is
@@ -391,6 +400,13 @@ fn classify(
         message = format!("{message}; stderr: {tail}");
     }
     (class, message)
+}
+
+/// `wasm trap: …` once: wasmtime's own text may already start with the prefix.
+fn trap_message(trap: &Trap) -> String {
+    let text = trap.to_string();
+    let text = text.strip_prefix("wasm trap: ").unwrap_or(&text);
+    format!("wasm trap: {text}")
 }
 
 /// Turns the log sink and the captured streams into the call's log lines; returns stderr too.
@@ -438,6 +454,37 @@ mod tests {
         let mut s = "澄清正名".to_owned();
         truncate(&mut s, 7);
         assert_eq!(s, "澄清");
+    }
+
+    fn sink(limit: usize) -> LogSink {
+        LogSink {
+            plugin: Arc::from("p"),
+            instance: "i1".into(),
+            step: "s".into(),
+            lines: Vec::new(),
+            bytes: 0,
+            limit,
+            dropped: 0,
+        }
+    }
+
+    #[test]
+    fn log_lines_are_bounded_before_they_are_kept() {
+        let mut s = sink(30);
+        s.push(LogSource::Log, LogLevel::Info, "12345".into());
+        s.push(LogSource::Log, LogLevel::Info, "x".repeat(100_000));
+        s.push(LogSource::Log, LogLevel::Info, "more".into());
+        let kept: Vec<&str> = s.lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(kept, vec!["12345", "xxxxxxxxxxxxx [truncated]"]);
+        assert_eq!(s.dropped, 100_000 - 13 + 4);
+        assert_eq!(s.bytes, 30, "the marker is inside the limit");
+    }
+
+    #[test]
+    fn trap_messages_have_one_prefix() {
+        let m = trap_message(&Trap::UnreachableCodeReached);
+        assert!(m.starts_with("wasm trap: "), "{m}");
+        assert!(!m.contains("wasm trap: wasm trap"), "{m}");
     }
 
     #[test]

@@ -603,12 +603,7 @@ impl<'a> Run<'a> {
                 .format("%Y-%m-%d %H:%M")
                 .to_string()
         });
-        let number = match self
-            .inst
-            .data
-            .get("input")
-            .and_then(|i| i.get("case_number"))
-        {
+        let number = match self.data().get("input").and_then(|i| i.get("case_number")) {
             Some(Value::String(s)) => s.clone(),
             _ => self.inst.id.clone(),
         };
