@@ -288,7 +288,10 @@ impl Registry {
             .collect();
         // A workflow whose file broke keeps running on its last good version.
         for (id, wf) in &previous_catalog.workflows {
-            let file_broken = loaded.diagnostics.iter().any(|d| d.file == wf.file);
+            let file_broken = loaded
+                .diagnostics
+                .iter()
+                .any(|d| d.file == wf.file && d.severity == clearflow_core::Severity::Error);
             if !fresh.contains_key(id) && file_broken {
                 fresh.insert(id.clone(), wf.clone());
                 problems.push(format!(
