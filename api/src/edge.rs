@@ -27,9 +27,13 @@ pub(crate) fn is_json(value: &str) -> bool {
 /// The endpoint whose body is a workflow file.
 const YAML_ENDPOINT: &str = "/v1/workflows/validate";
 
-/// Whether `value` (a `Content-Type`, possibly absent) fits a workflow file. It takes a
-/// bearer token, so a page on another site cannot post to it.
+/// Whether `value` (a `Content-Type`, possibly absent) fits a workflow file (YAML, or
+/// JSON, which is YAML too). It takes a bearer token, so a page on another site cannot
+/// post to it.
 fn is_yaml_or_text(value: &str) -> bool {
+    if is_json(value) {
+        return true;
+    }
     let essence = value
         .split(';')
         .next()
@@ -170,6 +174,25 @@ mod tests {
             "text/json",
         ] {
             assert!(!is_json(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_workflow_endpoint_takes_yaml_text_or_json() {
+        for ok in [
+            "",
+            "text/plain",
+            "application/yaml",
+            "text/yaml; charset=utf-8",
+            "application/json",
+        ] {
+            assert!(is_yaml_or_text(ok), "{ok}");
+        }
+        for bad in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+        ] {
+            assert!(!is_yaml_or_text(bad), "{bad}");
         }
     }
 
