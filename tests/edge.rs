@@ -150,3 +150,68 @@ fn json_too_deep_to_read_back_is_refused_at_the_door_and_what_is_accepted_reads_
     assert_eq!(depth, 60, "{shown}");
     d.terminate();
 }
+
+/// Reads from `stream` until the peer closes it or `within` passes; returns what came and
+/// whether it was closed.
+fn read_until_closed(
+    stream: &mut std::net::TcpStream,
+    within: std::time::Duration,
+) -> (String, bool) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(within)).expect("read timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+#[test]
+fn stalled_headers_are_disconnected_and_stalled_bodies_time_out() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let mut d = Daemon::start_with(
+        Backend::Sqlite,
+        &clearflow_testkit::fixtures(),
+        Options {
+            server: "header_timeout_seconds = 1\nbody_timeout_seconds = 1\n".into(),
+            ..Options::default()
+        },
+    );
+    let addr = d.url().trim_start_matches("http://").to_owned();
+    // Half a request line, then nothing: closed after the header timeout.
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let t = Instant::now();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(10));
+    assert!(closed, "a connection that stalls in its headers is closed");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+    // A body that declares a megabyte and sends two bytes: 408 after the body timeout.
+    let mut stalled = std::net::TcpStream::connect(&addr).expect("connect");
+    stalled
+        .write_all(
+            b"POST /v1/public/status HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{\"",
+        )
+        .expect("write");
+    let t = Instant::now();
+    let (answer, _) = read_until_closed(&mut stalled, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "answered after {:?}",
+        t.elapsed()
+    );
+    // The daemon still serves everyone else.
+    let (status, _) = d.try_get("/v1/instances").expect("list");
+    assert_eq!(status, 200);
+    d.terminate();
+}

@@ -117,18 +117,32 @@ pub async fn check(State(s): State<AppState>, req: Request, next: Next) -> Respo
     {
         return Problem::new(StatusCode::FORBIDDEN, "cross-site request", why).into_response();
     }
-    if writes && has_body(req.headers()) && req.uri().path() != YAML_ENDPOINT {
-        // JSON deeper or larger than the limits is refused before any parser sees it, so
-        // nothing is stored that could not be read back.
+    if writes && has_body(req.headers()) {
+        let json = req.uri().path() != YAML_ENDPOINT;
+        // The body must arrive within the body timeout; JSON deeper or larger than the
+        // limits is refused before any parser sees it, so nothing is stored that could
+        // not be read back.
         let (parts, body) = req.into_parts();
         let limits = s.rt.limits();
         let cap = usize::try_from(limits.json_bytes)
             .unwrap_or(usize::MAX)
             .max(s.body_limit)
             .saturating_add(1);
-        let bytes = match axum::body::to_bytes(body, cap).await {
-            Ok(b) => b,
+        let read = tokio::time::timeout(s.body_timeout, axum::body::to_bytes(body, cap));
+        let bytes = match read.await {
             Err(_) => {
+                return Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request timeout",
+                    format!(
+                        "the request body did not arrive within {} s",
+                        s.body_timeout.as_secs()
+                    ),
+                )
+                .into_response();
+            }
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
                 return Problem::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload too large",
@@ -137,7 +151,7 @@ pub async fn check(State(s): State<AppState>, req: Request, next: Next) -> Respo
                 .into_response();
             }
         };
-        if let Err(e) = clearflow_core::check_json_bytes(&bytes, limits) {
+        if json && let Err(e) = clearflow_core::check_json_bytes(&bytes, limits) {
             let status = match e.limit {
                 clearflow_core::Limit::JsonBytes => StatusCode::PAYLOAD_TOO_LARGE,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,

@@ -40,6 +40,8 @@ pub struct AppState {
     pub rt: Arc<Runtime>,
     /// Limits and listener settings.
     pub body_limit: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
     /// The roles and what they permit.
     pub auth: Arc<caller::Auth>,
     /// Public intake, status checks and the identity key.

@@ -114,22 +114,76 @@ pub async fn serve_runtime(
         )),
         rt,
         body_limit: cfg.server.body_limit,
+        body_timeout: std::time::Duration::from_secs(cfg.server.body_timeout_seconds.max(1)),
         auth,
     });
-    let mut stop_http = stop_rx.clone();
-    // The peer address feeds the per-address rate limits of the public endpoints.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop_http.wait_for(|s| *s).await;
-    })
-    .await?;
+    let timeouts = Timeouts {
+        header: std::time::Duration::from_secs(cfg.server.header_timeout_seconds.max(1)),
+        drain: std::time::Duration::from_secs(30),
+    };
+    http(listener, app, timeouts, stop_rx.clone()).await;
     services.await?;
     control.abort();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long the HTTP server waits for clients.
+struct Timeouts {
+    /// For a request's headers (and on an idle keep-alive connection).
+    header: std::time::Duration,
+    /// For requests in flight when draining.
+    drain: std::time::Duration,
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then lets the requests in flight
+/// finish (at most `timeouts.drain`). A client that does not send its headers within
+/// `timeouts.header` is disconnected (hyper's header read timeout), so slow or stalled
+/// connections cannot pile up; body reads are bounded by the API's own timeout.
+async fn http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        // The peer address feeds the per-address rate limits of the public endpoints.
+        let app = app
+            .clone()
+            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeouts.header)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(timeouts.drain) => {
+            tracing::warn!("requests still in flight after {} s; stopping anyway", timeouts.drain.as_secs());
+        }
+    }
 }
 
 /// Takes the `[roles]` the configuration file now has; on any problem the current ones stay.

@@ -475,6 +475,20 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit: usize,
+    /// Seconds a client has to send a request's headers (also how long an idle
+    /// keep-alive connection stays open); the connection is closed after that.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a request's body; `408` after that.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_seconds: u64,
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_body_timeout() -> u64 {
+    30
 }
 
 fn default_listen() -> String {
@@ -489,6 +503,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             body_limit: default_body_limit(),
+            header_timeout_seconds: default_header_timeout(),
+            body_timeout_seconds: default_body_timeout(),
         }
     }
 }

@@ -191,6 +191,8 @@ fn copy_dir(from: &Path, to: &Path) {
 pub struct Options {
     /// Extra lines for the `[engine]` section, e.g. `batch_size = 16`.
     pub engine: String,
+    /// Extra lines for the `[server]` section, e.g. `header_timeout_seconds = 1`.
+    pub server: String,
     /// Environment variables for the daemon.
     pub env: Vec<(String, String)>,
     /// Extra configuration appended to the file (e.g. `[[plugins]]` tables).
@@ -342,7 +344,7 @@ impl Daemon {
         )
         .expect("writing the users file");
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[store]\nurl = \"{url}\"\n\n[workflows]\ndir = \"{wf}\"\n\n\
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n\n[store]\nurl = \"{url}\"\n\n[workflows]\ndir = \"{wf}\"\n\n\
              [engine]\npoll_ms = 50\n{engine}\n\n[log]\nlevel = \"info,sqlx=warn\"\n\n[clock]\nmode = \"manual\"\nstart = \"{start}\"\n\n\
              [directory]\nusers = \"{users}\"\n\n{roles}\n{extra_roles}\n{extra}\n",
             users = self.users_path().display(),
@@ -352,6 +354,7 @@ impl Daemon {
             url = self.store_url,
             wf = self.workflows_dir().display(),
             engine = self.options.engine,
+            server = self.options.server,
             start = self.clock_start.to_rfc3339(),
             extra = self.options.extra,
         );
