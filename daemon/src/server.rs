@@ -130,7 +130,7 @@ pub async fn serve_runtime(
 
 /// How long the HTTP server waits for clients.
 struct Timeouts {
-    /// For a request's headers (and on an idle keep-alive connection).
+    /// For a request's headers.
     header: std::time::Duration,
     /// For requests in flight when draining.
     drain: std::time::Duration,

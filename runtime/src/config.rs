@@ -475,8 +475,8 @@ pub struct ServerConfig {
     /// Largest accepted request body, in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit: usize,
-    /// Seconds a client has to send a request's headers (also how long an idle
-    /// keep-alive connection stays open); the connection is closed after that.
+    /// Seconds a client has to send a request's headers; the connection is closed
+    /// after that.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_seconds: u64,
     /// Seconds a client has to send a request's body; `408` after that.
