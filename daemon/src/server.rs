@@ -146,7 +146,10 @@ async fn http(
     timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
 ) {
+    use hyper::Request;
+    use hyper::body::Incoming;
     use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower_service::Service;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -161,11 +164,19 @@ async fn http(
             },
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         };
-        // The peer address feeds the per-address rate limits of the public endpoints.
-        let app = app
-            .clone()
-            .layer(axum::Extension(axum::extract::ConnectInfo(peer)));
-        let service = hyper_util::service::TowerToHyperService::new(app);
+        // The peer address feeds the per-address rate limits of the public endpoints; it
+        // goes into each request's extensions (a router clone is one `Arc`).
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let mut app = app.clone();
+            async move {
+                std::future::poll_fn(|cx| Service::<Request<Incoming>>::poll_ready(&mut app, cx))
+                    .await?;
+                app.call(req).await
+            }
+        });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(timeouts.header)
