@@ -2,7 +2,7 @@
 # The test command: ./scripts/test.sh
 #
 # Installs what the tests need (the wasm32-wasip2 target, a Python venv with aiosmtpd under
-# target/test-venv, openssl and PostgreSQL from Debian when missing), builds the plugins,
+# target/test-venv, openssl, PostgreSQL, Chromium and ChromeDriver from Debian when missing), builds the plugins,
 # starts a throwaway PostgreSQL on a free loopback port, then runs cargo fmt --check,
 # clippy with -D warnings and cargo test for the whole workspace. PostgreSQL is always
 # stopped and its directory removed on exit. Safe to run repeatedly, with or without a tty.
@@ -11,6 +11,7 @@
 #   CLEARFLOW_TEST_POSTGRES_URL   postgres://postgres@127.0.0.1:PORT/clearflow_test
 #   CLEARFLOW_TEST_PYTHON         a python that can import aiosmtpd
 #   CLEARFLOW_TEST_SMTP_SERVER    path to scripts/smtp_server.py
+#   CLEARFLOW_TEST_CHROMIUM       /usr/bin/chromium (the browser tests drive it with selenium)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -57,6 +58,15 @@ export CLEARFLOW_TEST_PYTHON=$venv/bin/python
 export CLEARFLOW_TEST_SMTP_SERVER=$root/scripts/smtp_server.py
 
 command -v openssl >/dev/null || apt_install openssl
+
+# --- chromium for the browser tests -------------------------------------------------------------
+# Debian's chromium and chromium-driver (a test tool's own browser download is not reachable);
+# the venv above has selenium and axe-core (axe-selenium-python).
+if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
+    log "installing chromium and chromium-driver"
+    apt_install chromium chromium-driver
+fi
+export CLEARFLOW_TEST_CHROMIUM=/usr/bin/chromium
 
 # --- plugins --------------------------------------------------------------------------------
 if [[ -f plugins/build.sh ]]; then

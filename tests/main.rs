@@ -3,6 +3,7 @@
 //! and a real SMTP server on loopback. Shared harness in `clearflow-testkit`; one module per area.
 
 mod auth;
+mod browser;
 mod concurrent_start;
 mod crash;
 mod daemon;

@@ -33,6 +33,7 @@ both_backends!(
 
 fn inst(id: &str, workflow: &str, key: Option<&str>) -> NewInstance {
     NewInstance {
+        case_number: None,
         id: id.into(),
         workflow: workflow.into(),
         def_hash: "h1".into(),
@@ -46,6 +47,7 @@ fn inst(id: &str, workflow: &str, key: Option<&str>) -> NewInstance {
 
 fn child(id: &str, parent: &str) -> NewInstance {
     NewInstance {
+        case_number: None,
         parent: Some((parent.into(), "link".into(), 1)),
         ..inst(id, "wf", None)
     }

@@ -30,6 +30,7 @@ const CANCEL: &str = r#"{"cancel":{"reason":"replaced"}}"#;
 
 fn inst(id: &str) -> NewInstance {
     NewInstance {
+        case_number: None,
         id: id.into(),
         workflow: "wf".into(),
         def_hash: "h1".into(),

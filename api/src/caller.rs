@@ -98,7 +98,7 @@ pub struct Caller {
     pub user: String,
     /// The user's roles, as the users file lists them now.
     pub roles: Vec<String>,
-    /// The token the request was made with.
+    /// The token the request was made with (`session` for the web console).
     pub token_id: String,
     grants: Arc<Grants>,
     /// The last permission refused, for the audit record of a 403.
@@ -106,6 +106,23 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// The caller acting as `user` with the roles the users file gives them now, through
+    /// `credential` (a token id, or `session` for the web console); `None` when the user
+    /// is not in the users file. Token and session authentication both build their
+    /// callers here, so the console can never show or do what the API would refuse.
+    pub(crate) fn of_user(s: &AppState, user: &str, credential: String) -> Option<Caller> {
+        let directory = s.rt.directory();
+        let roles = directory.user(user)?.roles.clone();
+        let grants = s.auth.grants(&roles);
+        Some(Caller {
+            user: user.to_owned(),
+            roles,
+            token_id: credential,
+            grants: Arc::new(grants),
+            refused: Arc::new(Mutex::new(None)),
+        })
+    }
+
     /// Whether the caller has `role` (roles are candidate groups of tasks, too).
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
@@ -278,12 +295,9 @@ async fn identify(
     if record.expires_at.is_some_and(|e| e <= now) {
         return Ok(Err(Refusal::Expired(record.id, record.user)));
     }
-    let directory = s.rt.directory();
-    let Some(user) = directory.user(&record.user) else {
+    let Some(caller) = Caller::of_user(s, &record.user, record.id.clone()) else {
         return Ok(Err(Refusal::UnknownUser(record.id, record.user)));
     };
-    let roles = user.roles.clone();
-    let grants = s.auth.grants(&roles);
     // The first use of a token on each UTC day is recorded (the conditional update lets
     // exactly one of several concurrent first calls write the audit row).
     let day = now - now.rem_euclid(DAY_MS);
@@ -300,13 +314,7 @@ async fn identify(
             tracing::error!(error = %e, "writing the audit log");
         }
     }
-    Ok(Ok(Caller {
-        user: record.user,
-        roles,
-        token_id: record.id,
-        grants: Arc::new(grants),
-        refused: Arc::new(Mutex::new(None)),
-    }))
+    Ok(Ok(caller))
 }
 
 async fn record(s: &AppState, event: AuditEvent) {

@@ -92,6 +92,23 @@ impl Intake {
         &self.cfg.allowed_origins
     }
 
+    /// Whether `ip` may file a complaint now; otherwise how long to wait. The web form
+    /// and the API share this limit.
+    pub(crate) fn intake_wait(&self, ip: Option<IpAddr>) -> Option<std::time::Duration> {
+        ip.and_then(|ip| wait(&self.per_address, &ip))
+    }
+
+    /// Whether a status check of `receipt` from `ip` may run now; otherwise how long
+    /// to wait. The web page and the API share these limits.
+    pub(crate) fn status_wait(
+        &self,
+        ip: Option<IpAddr>,
+        receipt: &str,
+    ) -> Option<std::time::Duration> {
+        ip.and_then(|ip| wait(&self.status_per_address, &ip))
+            .or_else(|| wait(&self.per_receipt, &Runtime::receipt_lookup(receipt)))
+    }
+
     /// The body limit of `POST /v1/public/intake` (`[intake] body_limit`).
     pub fn body_limit(&self) -> usize {
         self.cfg.body_limit
@@ -116,7 +133,7 @@ pub fn routes(intake_body_limit: usize) -> OpenApiRouter<AppState> {
 }
 
 /// The client's address (the TCP peer), when the server records it.
-struct ClientAddr(Option<IpAddr>);
+pub(crate) struct ClientAddr(pub(crate) Option<IpAddr>);
 
 impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = Problem;
@@ -146,18 +163,27 @@ fn too_many(wait: std::time::Duration) -> Response {
     r
 }
 
+/// `None` when `key` may go now, else how long it must wait.
+fn wait<K: std::hash::Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Option<std::time::Duration> {
+    if limiter.len() > LIMITER_KEYS {
+        limiter.retain_recent();
+    }
+    limiter
+        .check_key(key)
+        .err()
+        .map(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+}
+
 // The refusal is the handler's whole answer, so it is a `Response` (not worth boxing).
 #[allow(clippy::result_large_err)]
 fn check<K: std::hash::Hash + Eq + Clone>(
     limiter: &DefaultKeyedRateLimiter<K>,
     key: &K,
 ) -> Result<(), Response> {
-    if limiter.len() > LIMITER_KEYS {
-        limiter.retain_recent();
-    }
-    limiter
-        .check_key(key)
-        .map_err(|not_until| too_many(not_until.wait_time_from(DefaultClock::default().now())))
+    wait(limiter, key).map_or(Ok(()), |w| Err(too_many(w)))
 }
 
 /// A body error that says where, never what: the value may be personal data.

@@ -4,6 +4,7 @@
 //! response carries only that id, never database or file details.
 
 pub mod caller;
+pub mod console;
 mod edge;
 pub mod intake;
 pub mod openapi;
@@ -153,8 +154,17 @@ type ApiResult<T> = Result<T, Problem>;
 /// The router: the routes of [`routes`], the fallback, the body limit and authentication.
 pub fn router(state: AppState) -> Router {
     let limit = state.body_limit;
+    let web = state.rt.config().web.clone();
     let (routes, _) = routes(state.intake.body_limit()).split_for_parts();
-    routes
+    let console = web.enabled.then(|| {
+        let staff = console::staff_router(state.clone());
+        if web.public_listen.is_none() {
+            staff.merge(console::public_pages(state.clone()))
+        } else {
+            staff
+        }
+    });
+    let api = routes
         .fallback(|| async { Problem::not_found("no such endpoint") })
         .layer(axum::middleware::map_response(problems_only))
         .layer(DefaultBodyLimit::max(limit))
@@ -166,7 +176,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             edge::check,
         ))
-        .with_state(state)
+        .with_state(state);
+    match console {
+        Some(c) => api.merge(c),
+        None => api,
+    }
 }
 
 /// Every route, each registered with its OpenAPI operation (`routes!`): the router and

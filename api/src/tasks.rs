@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use clearflow_core::engine::{Event, Instance, RefusalKind, TaskAction, check_task_action};
+use clearflow_core::engine::{RefusalKind, TaskAction};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -23,7 +23,8 @@ use super::caller::{Caller, Permission};
 use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use clearflow_runtime::clock::ms;
-use clearflow_runtime::data::{Closing, TaskFilter, TaskRefused, TaskRow, TaskView};
+use clearflow_runtime::console::ActRefused;
+use clearflow_runtime::data::{TaskFilter, TaskRefused, TaskRow, TaskView};
 
 type Reply = Result<Response, Response>;
 
@@ -183,6 +184,7 @@ async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQue
             due_before,
             limit,
             after,
+            ..TaskFilter::default()
         })
         .await
         .map_err(internal)?;
@@ -354,81 +356,36 @@ async fn act(s: AppState, caller: Caller, id: String, action: TaskAction) -> Rep
     caller
         .require(&Permission::ActOnTasks)
         .map_err(IntoResponse::into_response)?;
-    let t = visible_task(&s, &caller, &id).await?;
-    // Who may act (role, assignee, claim) first: its answer does not depend on the form.
-    let roles = &caller.roles;
-    let assigned = t.assignee.as_deref() == Some(caller.user.as_str());
-    if t.status != "open" {
-        return Err(refused(TaskRefused::NotOpen(t.status.clone()), &id));
-    }
-    if !assigned && !t.role.as_ref().is_some_and(|r| roles.contains(r)) {
-        return Err(refused(
-            TaskRefused::Forbidden(format!("{} may not act on task {id}", caller.user)),
-            &id,
-        ));
-    }
-    if let Some(c) = t.claimed_by.as_ref().filter(|c| **c != caller.user) {
-        return Err(refused(
-            TaskRefused::Conflict(format!("task {id} is claimed by {c}")),
-            &id,
-        ));
-    }
-    let Some((row, state)) = s.rt.instance(&t.instance_id).await.map_err(internal)? else {
-        return Err(problem(
-            StatusCode::CONFLICT,
-            "task closed",
-            format!("the instance of task {id} is gone"),
-        ));
-    };
-    let wf = s.rt.version(&row.def_hash).await.map_err(internal)?;
-    let inst: Instance = serde_json::from_str(&state).map_err(internal)?;
-    let task_no = t.task_no as u32;
-    if let Err(refusals) = check_task_action(&wf, &inst, task_no, &caller.user, &action) {
-        let status = if refusals
-            .iter()
-            .any(|r| r.kind == RefusalKind::SeparationOfDuties)
-        {
-            (StatusCode::FORBIDDEN, "separation of duties")
-        } else if refusals.iter().any(|r| r.kind == RefusalKind::NotOpen) {
-            (StatusCode::CONFLICT, "task closed")
-        } else if refusals.iter().any(|r| r.kind == RefusalKind::Form) {
-            (StatusCode::UNPROCESSABLE_ENTITY, "invalid form")
-        } else {
-            (StatusCode::UNPROCESSABLE_ENTITY, "cannot reject")
-        };
-        let messages = refusals.into_iter().map(|r| r.message).collect();
-        return Err(problem_list(status.0, status.1, messages));
-    }
-    let token = t.token as u32;
-    let (closing, event) = match action {
-        TaskAction::Complete { form } => (
-            Closing::Completed(form.clone()),
-            Event::TaskCompleted {
-                token,
-                actor: caller.user.clone(),
-                form,
-                task: Some(task_no),
-            },
-        ),
-        TaskAction::Reject { reason } => (
-            Closing::Rejected(reason.clone()),
-            Event::TaskRejected {
-                token,
-                actor: caller.user.clone(),
-                reason,
-                task: Some(task_no),
-            },
-        ),
-    };
-    let payload = serde_json::to_string(&event).map_err(internal)?;
+    visible_task(&s, &caller, &id).await?;
     let now = ms(s.rt.now());
     match s
         .rt
-        .close_task(&id, &caller.user, roles, &closing, &payload)
+        .act_on_task(&id, &caller.user, &caller.roles, action)
         .await
         .map_err(internal)?
     {
         Ok(t) => Ok((StatusCode::ACCEPTED, Json(t.view(now))).into_response()),
-        Err(r) => Err(refused(r, &id)),
+        Err(ActRefused::Task(r)) => Err(refused(r, &id)),
+        Err(ActRefused::Gone) => Err(problem(
+            StatusCode::CONFLICT,
+            "task closed",
+            format!("the instance of task {id} is gone"),
+        )),
+        Err(ActRefused::Check(refusals)) => {
+            let status = if refusals
+                .iter()
+                .any(|r| r.kind == RefusalKind::SeparationOfDuties)
+            {
+                (StatusCode::FORBIDDEN, "separation of duties")
+            } else if refusals.iter().any(|r| r.kind == RefusalKind::NotOpen) {
+                (StatusCode::CONFLICT, "task closed")
+            } else if refusals.iter().any(|r| r.kind == RefusalKind::Form) {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid form")
+            } else {
+                (StatusCode::UNPROCESSABLE_ENTITY, "cannot reject")
+            };
+            let messages = refusals.into_iter().map(|r| r.message).collect();
+            Err(problem_list(status.0, status.1, messages))
+        }
     }
 }

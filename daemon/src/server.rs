@@ -107,7 +107,17 @@ pub async fn serve_runtime(
         })
     };
 
-    let app = api::router(AppState {
+    let public_listener = match &cfg.web.public_listen {
+        Some(addr) if cfg.web.enabled => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} ([web] public_listen)"))?;
+            tracing::info!(address = %l.local_addr()?, "whistleblower site listening");
+            Some(l)
+        }
+        _ => None,
+    };
+    let state = AppState {
         intake: Arc::new(api::intake::Intake::new(
             &cfg.intake,
             rt.identity_key().cloned(),
@@ -116,12 +126,21 @@ pub async fn serve_runtime(
         body_limit: cfg.server.body_limit,
         body_timeout: std::time::Duration::from_secs(cfg.server.body_timeout_seconds.max(1)),
         auth,
-    });
+    };
+    let app = api::router(state.clone());
     let timeouts = Timeouts {
         header: std::time::Duration::from_secs(cfg.server.header_timeout_seconds.max(1)),
         drain: std::time::Duration::from_secs(30),
     };
+    let public = public_listener.map(|l| {
+        let app = api::console::public_router(state);
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { http(l, app, timeouts, stop).await })
+    });
     http(listener, app, timeouts, stop_rx.clone()).await;
+    if let Some(p) = public {
+        let _ = p.await;
+    }
     services.await?;
     control.abort();
     tracing::info!("stopped");
@@ -129,6 +148,7 @@ pub async fn serve_runtime(
 }
 
 /// How long the HTTP server waits for clients.
+#[derive(Clone, Copy)]
 struct Timeouts {
     /// For a request's headers.
     header: std::time::Duration,

@@ -57,6 +57,82 @@ pub struct Config {
     /// Limits at the door (`[limits]`; see docs/administrators.md, "Limits").
     #[serde(default)]
     pub limits: clearflow_core::Limits,
+    /// The web console and the whistleblower's site.
+    #[serde(default)]
+    pub web: WebConfig,
+}
+
+/// The web console (`[web]`): staff pages on the main listener, the whistleblower's
+/// pages there too and, when `public_listen` is set, on a listener of their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Whether the console is served at all.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The console's address as staff reach it (`https://clearflow.example.gov.cn`), for
+    /// links in mail. Without it, links are made from `[server] listen`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The whistleblower's site as reporters reach it, for links in their mail.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// A second listener serving only the whistleblower's pages (and the public API).
+    /// With it set, the main listener serves no whistleblower page.
+    #[serde(default)]
+    pub public_listen: Option<String>,
+    /// Minutes a session may go unused (default 30).
+    #[serde(default = "default_idle_minutes")]
+    pub session_idle_minutes: u64,
+    /// Hours a session lives at most (default 8).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u64,
+    /// Failed sign-ins allowed before a wait (default 5); the wait then doubles from one
+    /// minute up to an hour.
+    #[serde(default = "default_free_attempts")]
+    pub lockout_after: u32,
+    /// Whether the session cookie is `Secure` with the `__Host-` prefix (default true).
+    /// Set false only for plain-HTTP access other than `localhost`, which browsers treat
+    /// as secure anyway.
+    #[serde(default = "default_true")]
+    pub secure_cookie: bool,
+    /// Who is told (template `case-message`, the case number only) when a whistleblower
+    /// writes a message: `role:NAME`, `user:ID` or addresses (default the letters office).
+    #[serde(default = "default_message_notify")]
+    pub message_notify: Vec<String>,
+}
+
+fn default_message_notify() -> Vec<String> {
+    vec!["role:intake".into()]
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_idle_minutes() -> u64 {
+    30
+}
+fn default_session_hours() -> u64 {
+    8
+}
+fn default_free_attempts() -> u32 {
+    5
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            base_url: None,
+            public_url: None,
+            public_listen: None,
+            session_idle_minutes: default_idle_minutes(),
+            session_hours: default_session_hours(),
+            lockout_after: default_free_attempts(),
+            secure_cookie: true,
+            message_notify: default_message_notify(),
+        }
+    }
 }
 
 /// What one role permits (`[roles.NAME]`); a user's permissions are the union of their
@@ -119,6 +195,32 @@ pub struct IntakeConfig {
     /// whose `Origin` is another site, or whose `Sec-Fetch-Site` is `cross-site`, is refused.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// The case number a complaint gets when its case data has none: `{year}` (of the
+    /// day of receipt) and `{seq}` (a counter per year, unique across daemons; `{seq:05}`
+    /// pads it to five digits).
+    #[serde(default = "default_case_number")]
+    pub case_number: String,
+}
+
+fn default_case_number() -> String {
+    "{year}-信-{seq:05}".into()
+}
+
+/// Expands a case number pattern: `{year}` and `{seq}` / `{seq:0N}`.
+pub fn case_number(pattern: &str, year: i32, seq: i64) -> String {
+    let mut out = pattern.replace("{year}", &year.to_string());
+    while let Some(start) = out.find("{seq") {
+        let Some(len) = out[start..].find('}') else {
+            break;
+        };
+        let spec = &out[start + 4..start + len];
+        let width = spec
+            .strip_prefix(":0")
+            .and_then(|w| w.parse::<usize>().ok())
+            .unwrap_or(0);
+        out.replace_range(start..=start + len, &format!("{seq:0width$}"));
+    }
+    out
 }
 
 fn default_intake_body() -> usize {
@@ -155,6 +257,7 @@ impl Default for IntakeConfig {
             receipt_per_hour: default_receipt_per_hour(),
             receipt_burst: default_receipt_burst(),
             allowed_origins: Vec::new(),
+            case_number: default_case_number(),
         }
     }
 }
@@ -285,9 +388,15 @@ pub struct MailConfig {
     /// Messages sent at the same time.
     #[serde(default = "default_mail_concurrency")]
     pub concurrency: usize,
-    /// Link to a case in staff mail; `{id}` is replaced by the instance id.
+    /// Link to a case's page in the web console, in staff mail; `{id}` is replaced by
+    /// the instance id. A mail about a task links to the task's page below it
+    /// (`…/tasks/N`).
     #[serde(default = "default_case_url")]
     pub case_url: String,
+    /// Link to the whistleblower's status page (`/follow` of the public site), in mail
+    /// to the whistleblower, beside the reminder to use the receipt code.
+    #[serde(default = "default_status_url")]
+    pub status_url: String,
 }
 
 fn default_from() -> String {
@@ -313,8 +422,11 @@ fn default_retry_max() -> u64 {
 fn default_mail_concurrency() -> usize {
     4
 }
+fn default_status_url() -> String {
+    "http://127.0.0.1:7878/follow".into()
+}
 fn default_case_url() -> String {
-    "http://127.0.0.1:7878/v1/instances/{id}".into()
+    "http://127.0.0.1:7878/cases/{id}".into()
 }
 
 impl Default for MailConfig {
@@ -329,6 +441,7 @@ impl Default for MailConfig {
             retry_max_seconds: default_retry_max(),
             concurrency: default_mail_concurrency(),
             case_url: default_case_url(),
+            status_url: default_status_url(),
         }
     }
 }

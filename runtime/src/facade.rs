@@ -242,6 +242,44 @@ impl Runtime {
         Ok(rt)
     }
 
+    /// Renders template `template` for `to` (`role:…`, `user:…` or addresses) about
+    /// `instance`, queues it in the outbox and wakes the mailer.
+    pub(crate) async fn queue_notice(
+        &self,
+        instance: &clearflow_store::InstanceRow,
+        step: &str,
+        template: &str,
+        to: &[String],
+        data: &Value,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let mail = crate::mailer::render(
+            &self.worker.mail,
+            &self.worker.registry.deployment(),
+            &crate::mailer::Request {
+                instance: &instance.id,
+                workflow: &instance.workflow,
+                started_at: crate::clock::from_ms(instance.created_at),
+                step,
+                template,
+                to,
+                cc: &[],
+                bcc: &[],
+                locale: None,
+                data,
+            },
+            now,
+        );
+        self.worker.store.queue_mail(&[mail], ms(now)).await?;
+        self.worker.mail_wake.notify_one();
+        Ok(())
+    }
+
+    /// The store, for the façade's other modules (never handed out of the crate).
+    pub(crate) fn store(&self) -> &clearflow_store::Store {
+        &self.worker.store
+    }
+
     /// The configuration the runtime was opened with.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -449,6 +487,35 @@ impl Runtime {
     /// The deployed users and their roles.
     pub fn directory(&self) -> Arc<Directory> {
         self.worker.registry.directory()
+    }
+
+    /// Working days from today to the day of `due` (ms) on `workflow`'s calendar, in its
+    /// time zone: positive when due later, 0 when due today, negative when overdue.
+    /// Calendar days when the workflow has no calendar or the calendar has no year for
+    /// a day in between (the figure is then provisional).
+    pub fn working_days_until(&self, workflow: &Workflow, due: i64) -> i64 {
+        let tz = workflow.timezone;
+        let today = self.now().with_timezone(&tz).date_naive();
+        let day = crate::clock::from_ms(due).with_timezone(&tz).date_naive();
+        let calendars = self.worker.registry.calendars();
+        let calendar = workflow.calendar.as_deref().and_then(|c| calendars.get(c));
+        let (from, to, sign) = if day >= today {
+            (today, day, 1)
+        } else {
+            (day, today, -1)
+        };
+        let mut n = 0i64;
+        let mut d = from;
+        while d < to {
+            d = d.succ_opt().unwrap_or(d);
+            if calendar.is_none_or(|c| c.is_working_day(d).unwrap_or(true)) {
+                n += 1;
+            }
+            if n > 100_000 {
+                break;
+            }
+        }
+        sign * n
     }
 
     /// The workflow version with this definition hash, compiled from the store when it

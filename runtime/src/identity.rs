@@ -175,18 +175,38 @@ impl IdentityKey {
     /// Seals `identity` for `instance`.
     pub fn seal(&self, instance: &str, identity: &Identity) -> Sealed {
         let plain = serde_json::to_vec(identity).expect("identity serialises");
+        self.seal_bytes(&aad(instance), &plain)
+    }
+
+    /// Opens a record sealed for `instance`.
+    pub fn open(&self, instance: &str, sealed: &Sealed) -> Result<Identity, IdentityError> {
+        let plain = self.open_bytes(instance, &aad(instance), sealed)?;
+        serde_json::from_slice(&plain).map_err(|_| IdentityError::Malformed(instance.to_owned()))
+    }
+
+    /// Seals the text of message `message` on case `instance` (bound to both, so a
+    /// sealed message moved to another case or row does not open).
+    pub fn seal_message(&self, instance: &str, message: &str, text: &str) -> Sealed {
+        self.seal_bytes(&message_aad(instance, message), text.as_bytes())
+    }
+
+    /// Opens a message sealed by [`IdentityKey::seal_message`].
+    pub fn open_message(
+        &self,
+        instance: &str,
+        message: &str,
+        sealed: &Sealed,
+    ) -> Result<String, IdentityError> {
+        let plain = self.open_bytes(instance, &message_aad(instance, message), sealed)?;
+        String::from_utf8(plain).map_err(|_| IdentityError::Malformed(instance.to_owned()))
+    }
+
+    fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Sealed {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).expect("the operating system's random source");
-        let aad = aad(instance);
         let ciphertext = self
             .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: &aad,
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
             .expect("XChaCha20-Poly1305 encryption cannot fail for this size");
         Sealed {
             nonce: B64.encode(nonce),
@@ -195,27 +215,38 @@ impl IdentityKey {
         }
     }
 
-    /// Opens a record sealed for `instance`.
-    pub fn open(&self, instance: &str, sealed: &Sealed) -> Result<Identity, IdentityError> {
+    fn open_bytes(
+        &self,
+        instance: &str,
+        aad: &[u8],
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, IdentityError> {
         let malformed = || IdentityError::Malformed(instance.to_owned());
         let nonce = B64.decode(&sealed.nonce).map_err(|_| malformed())?;
         if nonce.len() != 24 {
             return Err(malformed());
         }
         let ciphertext = B64.decode(&sealed.ciphertext).map_err(|_| malformed())?;
-        let aad = aad(instance);
-        let plain = self
-            .cipher
+        self.cipher
             .decrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: &ciphertext,
-                    aad: &aad,
+                    aad,
                 },
             )
-            .map_err(|_| IdentityError::Refused(instance.to_owned()))?;
-        serde_json::from_slice(&plain).map_err(|_| malformed())
+            .map_err(|_| IdentityError::Refused(instance.to_owned()))
     }
+}
+
+fn message_aad(instance: &str, message: &str) -> Vec<u8> {
+    [
+        &b"clearflow-message\0"[..],
+        instance.as_bytes(),
+        b"\0",
+        message.as_bytes(),
+    ]
+    .concat()
 }
 
 fn aad(instance: &str) -> Vec<u8> {

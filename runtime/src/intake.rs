@@ -72,11 +72,44 @@ pub enum IntakeError {
     Internal(String),
 }
 
+/// `schema` without the intake's own fields and `readOnly` properties (see
+/// [`Runtime::intake_form`]); `top` for the outermost object.
+fn public_schema(mut schema: Value, top: bool) -> Value {
+    let mut dropped = Vec::new();
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        props.retain(|k, v| {
+            let keep = !(top && matches!(k.as_str(), "case_number" | "received_on" | "reporter"))
+                && v.get("readOnly") != Some(&Value::Bool(true));
+            if !keep {
+                dropped.push(k.clone());
+            }
+            keep
+        });
+        for v in props.values_mut() {
+            if v.get("properties").is_some() {
+                *v = public_schema(std::mem::take(v), false);
+            }
+        }
+    }
+    if let Some(req) = schema.get_mut("required").and_then(Value::as_array_mut) {
+        req.retain(|r| !r.as_str().is_some_and(|r| dropped.iter().any(|d| d == r)));
+    }
+    schema
+}
+
 /// What the reporter sees of the case.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CaseStatus {
+    /// The case (for its messages; never shown to the reporter).
+    pub instance: String,
+    /// The case number, when the case data has one.
+    pub case_number: Option<String>,
     /// The case's public status (`vars.public_status`; `received` until the workflow sets one).
     pub status: String,
+    /// The earliest due date of the case's open tasks (ms): when the office must act next.
+    pub deadline: Option<i64>,
+    /// The workflow's time zone, for dates shown to the reporter.
+    pub timezone: chrono_tz::Tz,
     /// Feedback for the reporter (`vars.feedback`), if given.
     pub feedback: Option<String>,
 }
@@ -145,6 +178,7 @@ impl Runtime {
         let real_name = !identity.is_empty();
         let key = self.identity_key().cloned().ok_or(IntakeError::NoKey)?;
         let mut input = c.case;
+        self.assign_intake_fields(&workflow, &mut input).await?;
         input.insert(
             "reporter".into(),
             json!({
@@ -186,6 +220,58 @@ impl Runtime {
         Ok(receipt.display())
     }
 
+    /// The form a whistleblower fills in: the intake workflow's input schema without what
+    /// the intake assigns (`case_number`, `received_on`), without `reporter` (the identity
+    /// is asked apart and sealed) and without properties marked `readOnly: true` (what
+    /// the office completes, such as the accused's personnel record). `None` when intake
+    /// is off.
+    pub fn intake_form(&self) -> Option<Value> {
+        let workflow = self.config().intake.workflow.as_ref()?;
+        let catalog = self.catalog();
+        let schema = catalog.get(workflow)?.input_schema.as_ref()?.json.clone();
+        Some(public_schema(schema, true))
+    }
+
+    /// Assigns `received_on` (today in the workflow's time zone) and `case_number` (the
+    /// `[intake] case_number` pattern with a counter per year, unique across daemons) when
+    /// the intake workflow's input schema has them and the case data does not.
+    async fn assign_intake_fields(
+        &self,
+        workflow: &str,
+        input: &mut Map<String, Value>,
+    ) -> Result<(), IntakeError> {
+        let Some(wf) = self.catalog().get(workflow).cloned() else {
+            return Ok(());
+        };
+        let props = wf
+            .input_schema
+            .as_ref()
+            .and_then(|s| s.json.get("properties"))
+            .and_then(Value::as_object);
+        let has = |k: &str| props.is_some_and(|p| p.contains_key(k));
+        let today = self.now().with_timezone(&wf.timezone).date_naive();
+        if has("received_on") && !input.contains_key("received_on") {
+            input.insert(
+                "received_on".into(),
+                Value::String(today.format("%Y-%m-%d").to_string()),
+            );
+        }
+        if has("case_number") && !input.contains_key("case_number") {
+            use chrono::Datelike as _;
+            let year = today.year();
+            let seq = self
+                .store()
+                .next_counter(&format!("case_number:{workflow}:{year}"))
+                .await?;
+            let pattern = &self.config().intake.case_number;
+            input.insert(
+                "case_number".into(),
+                Value::String(crate::config::case_number(pattern, year, seq)),
+            );
+        }
+        Ok(())
+    }
+
     /// The lookup id a receipt code is counted under for rate limits (a code that does
     /// not parse gets a random one, so it costs the same as any other miss).
     pub fn receipt_lookup(code: &str) -> String {
@@ -217,7 +303,28 @@ impl Runtime {
         let state: Value =
             serde_json::from_str(&state).map_err(|e| IntakeError::Internal(e.to_string()))?;
         let vars = &state["data"]["vars"];
+        let timezone = state["workflow"]
+            .as_str()
+            .and_then(|w| self.catalog().get(w).map(|wf| wf.timezone))
+            .unwrap_or(chrono_tz::Tz::Asia__Shanghai);
+        let deadline = self
+            .list_tasks(&crate::data::TaskFilter {
+                instance: Some(instance.clone()),
+                status: Some("open".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await?
+            .iter()
+            .filter_map(|t| t.due_at)
+            .min();
         Ok(Some(CaseStatus {
+            deadline,
+            timezone,
+            case_number: state["data"]["input"]["case_number"]
+                .as_str()
+                .map(str::to_owned),
+            instance,
             status: vars["public_status"]
                 .as_str()
                 .map(str::to_owned)
@@ -227,5 +334,47 @@ impl Runtime {
                 _ => None,
             },
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_public_form_leaves_out_what_the_office_fills_in() {
+        let schema = json!({
+            "type": "object",
+            "required": ["case_number", "received_on", "reporter", "accused", "content"],
+            "properties": {
+                "case_number": {"type": "string"},
+                "received_on": {"type": "string"},
+                "reporter": {"type": "object"},
+                "content": {"type": "string"},
+                "history": {"type": "object", "readOnly": true},
+                "accused": {"type": "object", "required": ["name", "email"], "properties": {
+                    "name": {"type": "string"},
+                    "email": {"type": "string", "readOnly": true}
+                }}
+            }
+        });
+        let form = public_schema(schema, true);
+        assert_eq!(form["required"], json!(["accused", "content"]));
+        let props = form["properties"].as_object().unwrap();
+        assert_eq!(props.keys().collect::<Vec<_>>(), ["accused", "content"]);
+        assert_eq!(form["properties"]["accused"]["required"], json!(["name"]));
+        assert!(
+            form["properties"]["accused"]["properties"]
+                .get("email")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn case_numbers_from_the_pattern() {
+        use crate::config::case_number;
+        assert_eq!(case_number("{year}-信-{seq:05}", 2026, 42), "2026-信-00042");
+        assert_eq!(case_number("JB{seq}", 2026, 7), "JB7");
+        assert_eq!(case_number("{year}/{seq:03}", 2025, 12345), "2025/12345");
     }
 }

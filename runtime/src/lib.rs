@@ -26,6 +26,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod console;
 mod digest;
 pub mod directory;
 mod facade;

@@ -110,10 +110,12 @@ pub fn render(
         "recipient".into(),
         json!({ "address": first, "name": user.map(|u| u.name.clone()), "locale": locale }),
     );
-    ctx.insert(
-        "case_url".into(),
-        Value::String(cfg.case_url.replace("{id}", req.instance)),
-    );
+    let mut case_url = cfg.case_url.replace("{id}", req.instance);
+    if let Some(n) = req.data.pointer("/task/number").and_then(Value::as_u64) {
+        case_url = format!("{}/tasks/{n}", case_url.trim_end_matches('/'));
+    }
+    ctx.insert("case_url".into(), Value::String(case_url));
+    ctx.insert("status_url".into(), Value::String(cfg.status_url.clone()));
     ctx.insert("now".into(), Value::String(now.to_rfc3339()));
     let id = uuid::Uuid::now_v7().to_string();
     let mut mail = NewMail {

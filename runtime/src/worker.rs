@@ -769,6 +769,12 @@ impl Worker {
                 }
             }
             out.push(NewInstance {
+                case_number: inst
+                    .data
+                    .get("input")
+                    .and_then(|i| i.get("case_number"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
                 id,
                 workflow: wf.id.clone(),
                 def_hash: wf.hash.clone(),

@@ -28,6 +28,7 @@ mod tasks;
 pub use tasks::{Closing, NewTask, TaskFilter, TaskOp, TaskRefused, TaskRow, TaskView};
 pub mod identity;
 pub mod retention;
+pub mod web;
 
 /// Which database is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +66,8 @@ pub struct Store {
 /// A new instance row, with its start event.
 #[derive(Debug, Clone)]
 pub struct NewInstance {
+    /// The case number of its input (`input.case_number`), for finding it by number.
+    pub case_number: Option<String>,
     /// Id.
     pub id: String,
     /// Workflow id.
@@ -1310,17 +1313,17 @@ async fn insert_instances(
     for chunk in pow2_chunks(insts, 256) {
         let values = (0..chunk.len())
             .map(|i| {
-                let k = 8 * i + 1;
+                let k = 9 * i + 1;
                 format!(
-                    "(${}, ${}, ${}, 'running', NULL, ${}, 0, ${}, ${}, ${}, ${}, $1, $1, NULL, $1)",
-                    k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7, k + 8
+                    "(${}, ${}, ${}, 'running', NULL, ${}, 0, ${}, ${}, ${}, ${}, $1, $1, NULL, $1, ${})",
+                    k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7, k + 8, k + 9
                 )
             })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "INSERT INTO instances (id, workflow, def_hash, status, outcome, state, version, parent_id, parent_link, parent_seq, \
-             idempotency_key, created_at, updated_at, ended_at, wake_at) VALUES {values}"
+             idempotency_key, created_at, updated_at, ended_at, wake_at, case_number) VALUES {values}"
         );
         let mut q = sqlx::query(&sql).bind(now);
         for inst in chunk {
@@ -1336,7 +1339,8 @@ async fn insert_instances(
                 .bind(parent_id)
                 .bind(parent_link)
                 .bind(parent_seq)
-                .bind(&inst.idempotency_key);
+                .bind(&inst.idempotency_key)
+                .bind(&inst.case_number);
         }
         q.execute(&mut **tx).await?;
         let values = (0..chunk.len())

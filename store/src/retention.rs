@@ -131,6 +131,8 @@ pub struct Deleted {
     pub receipts: u64,
     /// Sealed identities.
     pub identities: u64,
+    /// Messages between the whistleblower and the office.
+    pub messages: u64,
 }
 
 /// Why a case was not deleted after all (it changed after the decision was taken).
@@ -228,7 +230,7 @@ impl Store {
         for chunk in ids.chunks(200) {
             let list = params(1, chunk.len());
             // Every table holding rows of the case; `instances` last.
-            let counts: [(&str, &str, Option<&mut u64>); 9] = [
+            let counts: [(&str, &str, Option<&mut u64>); 10] = [
                 ("history", "instance_id", Some(&mut deleted.history)),
                 ("tasks", "instance_id", Some(&mut deleted.tasks)),
                 ("outbox", "instance_id", Some(&mut deleted.outbox)),
@@ -236,6 +238,7 @@ impl Store {
                 ("subscriptions", "instance_id", None),
                 ("receipts", "instance_id", Some(&mut deleted.receipts)),
                 ("identities", "instance_id", Some(&mut deleted.identities)),
+                ("case_messages", "instance_id", Some(&mut deleted.messages)),
                 ("retention", "instance_id", None),
                 ("instances", "id", Some(&mut deleted.instances)),
             ];

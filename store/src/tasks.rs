@@ -156,6 +156,10 @@ pub struct TaskFilter {
     pub limit: u32,
     /// Continue after this (priority, created_at, id).
     pub after: Option<(i64, i64, String)>,
+    /// Only tasks of instances with this case number.
+    pub case_number: Option<String>,
+    /// Earliest due first (tasks without a due date last), instead of priority order.
+    pub order_by_due: bool,
 }
 
 /// Why a person's action on a task was not done.
@@ -393,15 +397,25 @@ impl Store {
                 "(priority < {p1} OR (priority = {p2} AND (created_at > {c1} OR (created_at = {c2} AND id > {i}))))"
             ));
         }
+        if let Some(number) = &f.case_number {
+            let p = next(&mut binds, Bind::Text(number.clone()));
+            clauses.push(format!(
+                "instance_id IN (SELECT id FROM instances WHERE case_number = {p})"
+            ));
+        }
         let limit = next(&mut binds, Bind::Int(i64::from(f.limit.max(1))));
         let filter = if clauses.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", clauses.join(" AND "))
         };
-        let sql = format!(
-            "SELECT {TASK_COLUMNS} FROM tasks {filter} ORDER BY priority DESC, created_at, id LIMIT {limit}"
-        );
+        let order = if f.order_by_due {
+            "CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, priority DESC, created_at, id"
+        } else {
+            "priority DESC, created_at, id"
+        };
+        let sql =
+            format!("SELECT {TASK_COLUMNS} FROM tasks {filter} ORDER BY {order} LIMIT {limit}");
         let mut q = sqlx::query(&sql);
         for b in binds {
             q = match b {

@@ -46,4 +46,11 @@ pub use templates::Templates;
 /// - `recipient`: `address`, `name` (may be null) and `locale` of the person mailed;
 /// - `case_url`: the link to the case or task in the web interface;
 /// - `now`: the time of rendering, already formatted for the reader.
-pub const ALWAYS_PROVIDED: &[&str] = &["instance", "step", "recipient", "case_url", "now"];
+pub const ALWAYS_PROVIDED: &[&str] = &[
+    "instance",
+    "step",
+    "recipient",
+    "case_url",
+    "status_url",
+    "now",
+];

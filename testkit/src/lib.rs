@@ -426,6 +426,36 @@ impl Daemon {
             .to_owned()
     }
 
+    /// Sets `user`'s web console password (`clearflow users set-password`, the password
+    /// on standard input).
+    pub fn set_password(&self, user: &str, password: &str) {
+        use std::io::Write as _;
+        let mut child = Command::new(&*BIN)
+            .args(["users", "set-password", user, "--config"])
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("running clearflow users set-password");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{password}\n").as_bytes())
+            .expect("writing the password");
+        let out = child
+            .wait_with_output()
+            .expect("clearflow users set-password");
+        assert!(
+            out.status.success(),
+            "clearflow users set-password {user} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Runs a host command (`tokens`, `audit`) with `--config` of this daemon.
     pub fn admin_cli(&self, args: &[&str]) -> Output {
         Command::new(&*BIN)

@@ -51,19 +51,20 @@ pub fn verify_password(password: &str, stored: &str) -> Result<bool, AuthError> 
         .is_ok())
 }
 
-// ----- TOTP (RFC 6238: HMAC-SHA-1, 6 digits, 30 s) -----
+// ----- TOTP (RFC 6238: HMAC-SHA-1, 6 digits, 30 s; computed by totp-rs) -----
 
 /// The TOTP time step.
 pub const TOTP_STEP: u64 = 30;
 
+fn totp(secret: &[u8]) -> totp_rs::TOTP {
+    // `new_unchecked`: the secret length is ours to choose (20 bytes from `enrol`), and
+    // the account label is not part of the code.
+    totp_rs::TOTP::new_unchecked(totp_rs::Algorithm::SHA1, 6, 1, TOTP_STEP, secret.to_vec())
+}
+
 /// The 6-digit code of `secret` for time step `step`.
 pub fn totp_code(secret: &[u8], step: u64) -> String {
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret).expect("hmac takes any key length");
-    mac.update(&step.to_be_bytes());
-    let h = mac.finalize().into_bytes();
-    let off = (h[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes([h[off] & 0x7f, h[off + 1], h[off + 2], h[off + 3]]);
-    format!("{:06}", bin % 1_000_000)
+    totp(secret).generate(step * TOTP_STEP)
 }
 
 /// Checks `code` at `now` with one step of skew either way. Returns the matched step,
@@ -74,11 +75,13 @@ pub fn verify_totp(secret: &[u8], code: &str, now: u64, last_used: Option<u64>) 
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
+    let totp = totp(secret);
     let step = now / TOTP_STEP;
     let mut found = None;
     // Every candidate is compared, so timing does not tell which one matched.
     for s in [step.saturating_sub(1), step, step + 1] {
-        let ok: bool = totp_code(secret, s)
+        let ok: bool = totp
+            .generate(s * TOTP_STEP)
             .as_bytes()
             .ct_eq(code.as_bytes())
             .into();
@@ -87,6 +90,13 @@ pub fn verify_totp(secret: &[u8], code: &str, now: u64, last_used: Option<u64>) 
         }
     }
     found
+}
+
+/// The secret of a base32 key (as [`Enrolment::base32`] gives it); `None` when malformed.
+pub fn decode_base32(text: &str) -> Option<Vec<u8>> {
+    totp_rs::Secret::Encoded(text.trim().to_ascii_uppercase())
+        .to_bytes()
+        .ok()
 }
 
 /// A new TOTP enrolment: the secret (20 bytes), its base32 form and the otpauth URI.
@@ -135,21 +145,10 @@ pub fn qr_svg(uri: &str) -> Result<String, AuthError> {
 }
 
 fn base32(bytes: &[u8]) -> String {
-    const A: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::new();
-    let (mut buf, mut bits) = (0u32, 0);
-    for &b in bytes {
-        buf = (buf << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(A[((buf >> bits) & 31) as usize] as char);
-        }
+    match totp_rs::Secret::Raw(bytes.to_vec()).to_encoded() {
+        totp_rs::Secret::Encoded(s) => s.trim_end_matches('=').to_owned(),
+        totp_rs::Secret::Raw(_) => unreachable!("to_encoded gives an encoded secret"),
     }
-    if bits > 0 {
-        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
-    }
-    out
 }
 
 // ----- recovery codes -----

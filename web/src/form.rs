@@ -64,6 +64,55 @@ pub struct Field {
     pub fields: Vec<Field>,
 }
 
+/// The whistleblower's form: the case fields of `case` (the intake workflow's public
+/// input schema), then how they report (`kind`: anonymous or with their name) and who
+/// they are (`reporter.*`, all optional, sealed apart by the intake), labelled from the
+/// catalogue of `locale`.
+pub fn complaint_schema(case: &Value, locale: Locale) -> Value {
+    let mut schema = case.clone();
+    let text =
+        |key: &str| serde_json::json!({"type": "string", "title": locale.t(key), "maxLength": 200});
+    let identity = serde_json::json!({
+        "type": "object",
+        "title": locale.t("wb2.identity"),
+        "properties": {
+            "name": text("wb2.name"),
+            "phone": text("wb2.phone"),
+            "email": text("wb2.email"),
+            "id_number": text("wb2.id_number"),
+            "address": text("wb2.address"),
+            "contact_by_email": {"type": "boolean", "title": locale.t("wb2.contact_by_email")},
+        }
+    });
+    let kind = serde_json::json!({
+        "title": locale.t("wb2.kind"),
+        "oneOf": [
+            {"const": "anonymous", "title": locale.t("wb2.anonymous")},
+            {"const": "real_name", "title": locale.t("wb2.real_name")},
+        ]
+    });
+    if let Some(props) = schema
+        .as_object_mut()
+        .map(|o| {
+            o.entry("properties")
+                .or_insert_with(|| Value::Object(Map::new()))
+        })
+        .and_then(Value::as_object_mut)
+    {
+        props.insert("kind".into(), kind);
+        props.insert("reporter".into(), identity);
+    }
+    if let Some(o) = schema.as_object_mut() {
+        let req = o
+            .entry("required")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(r) = req.as_array_mut() {
+            r.push(Value::String("kind".into()));
+        }
+    }
+    schema
+}
+
 /// The fields of an object `schema`, filled with `values` (the submitted or current
 /// value) and `errors` (by field name).
 pub fn fields(schema: &Value, values: &Value, errors: &BTreeMap<String, String>) -> Vec<Field> {

@@ -61,6 +61,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("task.html", include_str!("../templates/task.html")),
     ("case.html", include_str!("../templates/case.html")),
     ("admin.html", include_str!("../templates/admin.html")),
+    ("message.html", include_str!("../templates/message.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -129,15 +130,16 @@ fn render<T: Serialize>(
         .map_err(|source| WebError::Template { name, source })
 }
 
-/// The whistleblower's complaint form, with what was typed and errors by field.
+/// The whistleblower's complaint form (from [`crate::form::complaint_schema`]), with what
+/// was typed and the errors next to each field.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FileComplaintView {
-    /// `anonymous` or `real_name`.
-    pub kind: String,
-    /// The report's text as typed.
-    pub content: String,
-    /// Error messages by field name.
-    pub errors: std::collections::BTreeMap<String, String>,
+    /// The fields, filled with what was typed.
+    pub fields: Vec<crate::form::Field>,
+    /// Whether the last submission was refused.
+    pub has_errors: bool,
+    /// A refusal not tied to one field, in words.
+    pub error: Option<String>,
 }
 
 /// The receipt code, shown once.
@@ -207,6 +209,8 @@ pub struct EnrolView {
 pub struct InboxRow {
     /// The task number.
     pub task: i64,
+    /// The task id (its page is `/tasks/ID`).
+    pub id: String,
     /// The task title.
     pub title: String,
     /// The case number.
@@ -271,6 +275,10 @@ pub enum Refusal {
 pub struct TaskView {
     /// The task number.
     pub task: i64,
+    /// The task id.
+    pub id: String,
+    /// The instance (the case page link).
+    pub instance: String,
     /// The task title.
     pub title: String,
     /// The case summary the role may see.
@@ -279,12 +287,18 @@ pub struct TaskView {
     pub fields: Vec<crate::form::Field>,
     /// Whether the viewer may claim it.
     pub claimable: bool,
-    /// Whether the viewer holds it (complete, release, reject shown).
+    /// Whether the viewer may complete it now (holds it, or it is unclaimed and theirs).
     pub mine: bool,
+    /// Whether the viewer holds the claim (release shown).
+    pub releasable: bool,
     /// Whether the step can be rejected.
     pub rejectable: bool,
     /// A refusal of the last action.
     pub refusal: Option<Refusal>,
+    /// Further reasons the last action was refused, in words (schema violations).
+    pub messages: Vec<String>,
+    /// The task's status when it is no longer open.
+    pub closed: Option<String>,
 }
 
 /// Renders the task page.
@@ -326,6 +340,8 @@ pub struct TimelineRow {
 pub struct CaseTask {
     /// The task number.
     pub task: i64,
+    /// The task id.
+    pub id: String,
     /// Its title.
     pub title: String,
     /// The assignee or role it waits for.
@@ -366,6 +382,8 @@ pub struct CaseMail {
 /// The case page. Never carries the whistleblower's identity.
 #[derive(Debug, Clone, Serialize)]
 pub struct CaseView {
+    /// The instance id.
+    pub instance: String,
     /// The case number.
     pub number: String,
     /// The workflow's title.
@@ -384,6 +402,8 @@ pub struct CaseView {
     pub links: Vec<CaseLink>,
     /// Mails.
     pub mails: Vec<CaseMail>,
+    /// Messages with the whistleblower, for a case filed through intake (`None` otherwise).
+    pub messages: Option<Vec<MessageView>>,
 }
 
 /// Renders the case page.
@@ -456,6 +476,46 @@ pub struct AdminView {
 /// Renders an administration page.
 pub fn admin(frame: Frame<'_>, view: &AdminView) -> Result<String, WebError> {
     render("admin.html", frame, true, view)
+}
+
+/// A page that says one thing (an error, mostly).
+pub fn message(frame: Frame<'_>, staff: bool, text: &str) -> Result<String, WebError> {
+    #[derive(Serialize)]
+    struct Text<'a> {
+        text: &'a str,
+    }
+    render("message.html", frame, staff, &Text { text })
+}
+
+/// A deadline in plain words: "due in N working days", "due today", "overdue N working
+/// days", "no deadline".
+pub fn due_words(locale: Locale, due_in: Option<i64>) -> String {
+    match due_in {
+        None => locale.t("inbox.no_due").to_owned(),
+        Some(n) if n < 0 => locale.t("inbox.overdue").replace("{n}", &(-n).to_string()),
+        Some(0) => locale.t("inbox.due_today").to_owned(),
+        Some(n) => locale.t("inbox.due_in").replace("{n}", &n.to_string()),
+    }
+}
+
+/// A history entry's kind in words.
+pub fn history_words(locale: Locale, kind: &str) -> String {
+    let key = format!("history.{kind}");
+    if locale.has(&key) {
+        locale.t(&key).to_owned()
+    } else {
+        kind.replace('_', " ")
+    }
+}
+
+/// An instance status in words.
+pub fn status_words(locale: Locale, status: &str) -> String {
+    let key = format!("status.{status}");
+    if locale.has(&key) {
+        locale.t(&key).to_owned()
+    } else {
+        status.to_owned()
+    }
 }
 
 /// Rows per inbox page.
@@ -550,9 +610,14 @@ mod tests {
         let f = frame(locale);
         let mut errors = std::collections::BTreeMap::new();
         errors.insert("content".into(), "必填".into());
+        let schema = crate::form::complaint_schema(
+            &serde_json::json!({"type": "object", "required": ["content"], "properties": {"content": {"type": "string", "format": "textarea", "title": "反映内容 Content"}}}),
+            locale,
+        );
         let rows = (0..3)
             .map(|i| InboxRow {
                 task: i,
+                id: format!("t{i}"),
                 title: format!("受理审查 {i}"),
                 case: format!("JB-{i}"),
                 workflow: "complaint-handling".into(),
@@ -567,9 +632,13 @@ mod tests {
                 file_complaint(
                     f,
                     &FileComplaintView {
-                        kind: "real_name".into(),
-                        content: "kept <text>".into(),
-                        errors,
+                        fields: crate::form::fields(
+                            &schema,
+                            &serde_json::json!({"kind": "real_name", "content": "kept <text>"}),
+                            &errors,
+                        ),
+                        has_errors: true,
+                        error: None,
                     },
                 )
                 .unwrap(),
@@ -728,6 +797,11 @@ mod tests {
                     frame(locale),
                     &TaskView {
                         task: 7,
+                        id: "t7".into(),
+                        instance: "i1".into(),
+                        releasable: true,
+                        messages: vec![],
+                        closed: None,
                         title: "受理审查 JB-1".into(),
                         summary: vec![SummaryItem {
                             label: "案件编号".into(),
@@ -778,6 +852,8 @@ mod tests {
             let html = case(
                 frame(locale),
                 &CaseView {
+                    instance: "i1".into(),
+                    messages: Some(vec![]),
                     number: "JB-2025-0001".into(),
                     workflow_title: "检举控告".into(),
                     status: "running".into(),
@@ -789,6 +865,7 @@ mod tests {
                     }],
                     tasks: vec![CaseTask {
                         task: 3,
+                        id: "3".into(),
                         title: "分办".into(),
                         waiting_for: "intake".into(),
                     }],

@@ -46,6 +46,20 @@ pub enum TokenCommand {
     },
 }
 
+/// `clearflow users …`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Set a user's web console password (read from standard input, one line, never
+    /// from an argument); the hash is Argon2id. Ends the user's sessions.
+    SetPassword {
+        /// The user id (from the users file).
+        id: String,
+        /// Also remove the user's second factor: they enrol again at the next sign-in.
+        #[arg(long)]
+        reset_totp: bool,
+    },
+}
+
 /// `clearflow audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -115,6 +129,50 @@ fn time(ms: Option<i64>) -> String {
 }
 
 /// Runs a `tokens` command.
+/// Runs `clearflow users …`.
+pub async fn users(command: UserCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let (cfg, store, now) = open(config).await?;
+    match command {
+        UserCommand::SetPassword { id, reset_totp } => {
+            let users: PathBuf = cfg.directory.users.clone().ok_or_else(|| {
+                anyhow::anyhow!("no users file is configured ([directory] users)")
+            })?;
+            let directory = clearflow_runtime::directory::Directory::load(&users)
+                .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
+            if directory.user(&id).is_none() {
+                anyhow::bail!("no user `{id}` in the users file {}", users.display());
+            }
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!(
+                    "new password for {id} (the line is shown as you type; pipe it in to avoid that):"
+                );
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            if password.chars().count() < 12 {
+                anyhow::bail!("the password must have at least 12 characters");
+            }
+            if password.len() > 1000 {
+                anyhow::bail!("the password must have at most 1000 bytes");
+            }
+            let hash = clearflow_web::auth::hash_password(password, clearflow_web::auth::random())?;
+            store.set_password(&id, &hash, reset_totp, now).await?;
+            store
+                .audit(&clearflow_store::AuditEvent {
+                    at: now,
+                    kind: "user.password_set".into(),
+                    actor: host_actor(),
+                    instance_id: None,
+                    detail: json!({ "user": id, "second_factor_reset": reset_totp }),
+                })
+                .await?;
+            println!("password set for {id}; their sessions are ended");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 pub async fn tokens(command: TokenCommand, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let (cfg, store, now) = open(config).await?;
     match command {

@@ -112,6 +112,14 @@ enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Set web console passwords (on the host, directly in the store).
+    Users {
+        #[command(subcommand)]
+        command: admin::UserCommand,
+        /// The configuration file (as for `serve`).
+        #[arg(long, short, env = "CLEARFLOW_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Create, list and revoke API tokens (on the host, directly in the store).
     Tokens {
         #[command(subcommand)]
@@ -316,6 +324,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Tokens { command, config } => admin::tokens(command, config.as_deref()).await,
+        Command::Users { command, config } => admin::users(command, config.as_deref()).await,
         Command::Audit { command, config } => admin::audit(command, config.as_deref()).await,
         Command::Retention { command, config } => {
             admin::retention(command, config.as_deref()).await

@@ -1,0 +1,342 @@
+//! What the web console needs of the runtime: staff credentials and sessions, the
+//! whistleblower's sealed messages (every staff read audited), and task actions checked
+//! exactly as the API checks them.
+//!
+//! The primitives (password hashing, TOTP, cookies) are the web crate's; this module
+//! only stores and audits.
+
+use clearflow_core::engine::{Event, Instance, Refusal, TaskAction, check_task_action};
+use serde_json::json;
+
+use crate::Runtime;
+use crate::clock::ms;
+use crate::data::{AuditEvent, Closing, StoreError, TaskRefused, TaskRow};
+use crate::identity::IdentityError;
+use crate::registry::VersionError;
+
+pub use clearflow_store::web::{Credential, SessionRow, SessionStage};
+
+/// Why a task action was not done.
+#[derive(Debug)]
+pub enum ActRefused {
+    /// The task row refused it (not found, closed, not the user's, claimed by another).
+    Task(TaskRefused),
+    /// The instance of the task is gone.
+    Gone,
+    /// The engine's own check refused it: every reason (form, separation of duties, …).
+    Check(Vec<Refusal>),
+}
+
+/// A failure of the runtime itself while acting on a task.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The instance's workflow version cannot be loaded.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The instance's stored state does not read back.
+    #[error("instance state: {0}")]
+    State(#[from] serde_json::Error),
+}
+
+/// A message on a case, opened.
+#[derive(Debug, Clone)]
+pub struct CaseMessage {
+    /// The staff user who wrote it; `None` for the whistleblower.
+    pub author: Option<String>,
+    /// Written (ms).
+    pub at: i64,
+    /// The text.
+    pub text: String,
+}
+
+/// Why messages cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// No identity key is configured, so nothing can be sealed.
+    #[error("no identity key is configured ([identity] key_file)")]
+    NoKey,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A message does not open with the key.
+    #[error(transparent)]
+    Sealed(#[from] IdentityError),
+}
+
+impl Runtime {
+    /// Completes or rejects task `id` as `user` with `roles`: the row's own checks (open,
+    /// the user's role or assignment, the claim), then the engine's pure check of the
+    /// form and separation of duties, then the close and its event in one transaction
+    /// (the engine is woken). The API and the console both call this.
+    pub async fn act_on_task(
+        &self,
+        id: &str,
+        user: &str,
+        roles: &[String],
+        action: TaskAction,
+    ) -> Result<Result<TaskRow, ActRefused>, ActError> {
+        let Some(t) = self.task(id).await? else {
+            return Ok(Err(ActRefused::Task(TaskRefused::NotFound)));
+        };
+        if t.status != "open" {
+            return Ok(Err(ActRefused::Task(TaskRefused::NotOpen(t.status))));
+        }
+        let assigned = t.assignee.as_deref() == Some(user);
+        if !assigned && !t.role.as_ref().is_some_and(|r| roles.contains(r)) {
+            return Ok(Err(ActRefused::Task(TaskRefused::Forbidden(format!(
+                "{user} may not act on task {id}"
+            )))));
+        }
+        if let Some(c) = t.claimed_by.as_ref().filter(|c| c.as_str() != user) {
+            return Ok(Err(ActRefused::Task(TaskRefused::Conflict(format!(
+                "task {id} is claimed by {c}"
+            )))));
+        }
+        let Some((row, state)) = self.instance(&t.instance_id).await? else {
+            return Ok(Err(ActRefused::Gone));
+        };
+        let wf = self.version(&row.def_hash).await?;
+        let inst: Instance = serde_json::from_str(&state)?;
+        let task_no = t.task_no as u32;
+        if let Err(refusals) = check_task_action(&wf, &inst, task_no, user, &action) {
+            return Ok(Err(ActRefused::Check(refusals)));
+        }
+        let token = t.token as u32;
+        let (closing, event) = match action {
+            TaskAction::Complete { form } => (
+                Closing::Completed(form.clone()),
+                Event::TaskCompleted {
+                    token,
+                    actor: user.to_owned(),
+                    form,
+                    task: Some(task_no),
+                },
+            ),
+            TaskAction::Reject { reason } => (
+                Closing::Rejected(reason.clone()),
+                Event::TaskRejected {
+                    token,
+                    actor: user.to_owned(),
+                    reason,
+                    task: Some(task_no),
+                },
+            ),
+        };
+        let payload = serde_json::to_string(&event)?;
+        Ok(self
+            .close_task(id, user, roles, &closing, &payload)
+            .await?
+            .map_err(ActRefused::Task))
+    }
+
+    // ---- credentials and sessions ----------------------------------------------------
+
+    /// A user's stored credential.
+    pub async fn credential(&self, user: &str) -> Result<Option<Credential>, StoreError> {
+        self.store().credential(user).await
+    }
+
+    /// Counts a failed sign-in; returns the consecutive failures.
+    pub async fn sign_in_failed(&self, user: &str) -> Result<i64, StoreError> {
+        self.store().sign_in_failed(user, ms(self.now())).await
+    }
+
+    /// Clears the failure count.
+    pub async fn sign_in_succeeded(&self, user: &str) -> Result<(), StoreError> {
+        self.store().sign_in_succeeded(user).await
+    }
+
+    /// Stores an enrolled TOTP secret with the step just used and the recovery code hashes.
+    pub async fn enrol_totp(
+        &self,
+        user: &str,
+        secret: &str,
+        step: i64,
+        recovery: &[String],
+    ) -> Result<(), StoreError> {
+        self.store()
+            .enrol_totp(user, secret, step, recovery, ms(self.now()))
+            .await
+    }
+
+    /// Records a TOTP step as used; false for a replay.
+    pub async fn use_totp_step(&self, user: &str, step: i64) -> Result<bool, StoreError> {
+        self.store().use_totp_step(user, step).await
+    }
+
+    /// Spends a recovery code (by its hash); false when it is not (or no longer) valid.
+    pub async fn use_recovery_code(&self, user: &str, hash: &str) -> Result<bool, StoreError> {
+        self.store().use_recovery_code(user, hash).await
+    }
+
+    /// Stores a new session.
+    pub async fn create_session(&self, s: &SessionRow) -> Result<(), StoreError> {
+        self.store().create_session(s).await
+    }
+
+    /// A session by its hash.
+    pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
+        self.store().session(id_hash).await
+    }
+
+    /// Records a request on a session (written at most once a minute).
+    pub async fn touch_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.store()
+            .touch_session(id_hash, ms(self.now()), 60_000)
+            .await
+    }
+
+    /// Moves a session on in sign-in.
+    pub async fn set_session_stage(
+        &self,
+        id_hash: &str,
+        stage: SessionStage,
+        enrol_secret: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.store()
+            .set_session_stage(id_hash, stage, enrol_secret)
+            .await
+    }
+
+    /// Ends a session; true when it was live.
+    pub async fn revoke_session(&self, id_hash: &str) -> Result<bool, StoreError> {
+        self.store().revoke_session(id_hash, ms(self.now())).await
+    }
+
+    /// Sessions used within the last `idle_ms`.
+    pub async fn live_sessions(&self, idle_ms: i64) -> Result<Vec<SessionRow>, StoreError> {
+        self.store().live_sessions(ms(self.now()) - idle_ms).await
+    }
+
+    // ---- messages --------------------------------------------------------------------
+
+    /// Adds a message to case `instance`, sealed; `author` is the staff user, `None` for
+    /// the whistleblower. Records `case.message_added` (who and which case, never the text).
+    pub async fn add_message(
+        &self,
+        instance: &str,
+        author: Option<&str>,
+        text: &str,
+    ) -> Result<(), MessageError> {
+        let key = self.identity_key().ok_or(MessageError::NoKey)?;
+        let mut raw = [0u8; 12];
+        getrandom::fill(&mut raw).expect("the operating system's random source");
+        let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let now = ms(self.now());
+        let row = clearflow_store::web::MessageRow {
+            sealed: key.seal_message(instance, &id, text),
+            id,
+            instance_id: instance.to_owned(),
+            author: author.map(str::to_owned),
+            created_at: now,
+        };
+        self.store().add_message(&row).await?;
+        self.audit(&AuditEvent {
+            at: now,
+            kind: "case.message_added".into(),
+            actor: author.unwrap_or("reporter").to_owned(),
+            instance_id: Some(instance.to_owned()),
+            detail: json!({ "from_reporter": author.is_none() }),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// The messages of case `instance`, opened, oldest first. A staff reader is recorded
+    /// (`case.messages_read`, with who) before anything is opened; the whistleblower's
+    /// own reads (`reader` `None`) are not, as they prove only that the code is known.
+    pub async fn messages(
+        &self,
+        instance: &str,
+        reader: Option<&str>,
+    ) -> Result<Vec<CaseMessage>, MessageError> {
+        let key = self.identity_key().ok_or(MessageError::NoKey)?;
+        let rows = self.store().messages(instance).await?;
+        if let Some(user) = reader
+            && !rows.is_empty()
+        {
+            self.audit(&AuditEvent {
+                at: ms(self.now()),
+                kind: "case.messages_read".into(),
+                actor: user.to_owned(),
+                instance_id: Some(instance.to_owned()),
+                detail: json!({ "messages": rows.len() }),
+            })
+            .await?;
+        }
+        rows.into_iter()
+            .map(|r| {
+                Ok(CaseMessage {
+                    text: key.open_message(instance, &r.id, &r.sealed)?,
+                    author: r.author,
+                    at: r.created_at,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Runtime {
+    /// Tells `[web] message_notify` that case `instance` has a new message from the
+    /// whistleblower: template `case-message`, which gets only the case number, never
+    /// the text. A failure is logged; the message itself is stored already.
+    pub async fn notify_new_message(&self, instance: &str) {
+        let to = &self.config().web.message_notify;
+        if to.is_empty() {
+            return;
+        }
+        let row = match self.instance(instance).await {
+            Ok(Some((row, state))) => {
+                let state: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+                let number = state["data"]["input"]["case_number"].clone();
+                Some((row, number))
+            }
+            _ => None,
+        };
+        let Some((row, number)) = row else {
+            return;
+        };
+        let data = json!({ "case": { "number": number, "id": instance } });
+        if let Err(e) = self
+            .queue_notice(&row, "message", "case-message", to, &data)
+            .await
+        {
+            tracing::error!(error = %e, %instance, "queueing the new-message notice");
+        }
+    }
+
+    /// The mail queued and sent for one instance, oldest first.
+    pub async fn mail_for_instance(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<crate::data::MailRecord>, StoreError> {
+        self.store().mail_for_instance(instance).await
+    }
+}
+
+impl Runtime {
+    /// The case number of an instance (`input.case_number`), or an empty string.
+    pub async fn case_number(&self, instance: &str) -> Result<String, StoreError> {
+        Ok(self
+            .store()
+            .case_number(instance)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Whether the instance came in through intake (a receipt code opens it), so it has
+    /// a whistleblower to exchange messages with.
+    pub async fn has_receipt(&self, instance: &str) -> bool {
+        self.store().has_receipt(instance).await.unwrap_or(false)
+    }
+}
+
+impl Runtime {
+    /// Walks the audit log's and every instance's hash chain (`clearflow audit verify`).
+    pub async fn verify_audit(&self) -> Result<clearflow_store::Verification, StoreError> {
+        self.store().verify(None).await
+    }
+}

@@ -1,0 +1,288 @@
+"""The web console in a real headless Chromium, against the real daemon.
+
+Run by the Rust test `browser::console_end_to_end` (tests/browser.rs), which starts the
+daemon with the shipped workflows and sets the staff passwords. Environment:
+
+  CLEARFLOW_URL           the daemon's base URL
+  CLEARFLOW_STAFF         user:password of a letters-office (intake) user
+  CLEARFLOW_OUTSIDER      user:password of a user without the intake role
+  CLEARFLOW_SECRETS       the reporter's name, phone and ID number, separated by |
+  CLEARFLOW_SCREENSHOTS   where to save screenshots of the main pages
+  CLEARFLOW_REPORT        where to write what the test saw (JSON), for the Rust side
+
+Every step asserts what a person would see; the first failed assertion ends the run
+with a non-zero exit and the page source at that moment.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import struct
+import sys
+import time
+import base64
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+BASE = os.environ["CLEARFLOW_URL"].rstrip("/")
+STAFF_USER, STAFF_PASSWORD = os.environ["CLEARFLOW_STAFF"].split(":", 1)
+OUTSIDER_USER, OUTSIDER_PASSWORD = os.environ["CLEARFLOW_OUTSIDER"].split(":", 1)
+SECRETS = [s for s in os.environ["CLEARFLOW_SECRETS"].split("|") if s]
+SHOTS = os.environ["CLEARFLOW_SCREENSHOTS"]
+REPORT = os.environ["CLEARFLOW_REPORT"]
+NOW = int(os.environ["CLEARFLOW_NOW"])  # the daemon's manual clock, which TOTP counts on
+ADMIN_TOKEN = os.environ["CLEARFLOW_ADMIN_TOKEN"]
+
+report = {"axe": {}, "pages": []}
+
+
+def browser(javascript=True, lang="zh-CN"):
+    o = Options()
+    o.binary_location = "/usr/bin/chromium"
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+        f"--lang={lang}",
+    ]:
+        o.add_argument(flag)
+    prefs = {"intl.accept_languages": lang}
+    if not javascript:
+        prefs["profile.managed_default_content_settings.javascript"] = 2
+    o.add_experimental_option("prefs", prefs)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+
+
+def check(cond, what, d=None):
+    if not cond:
+        src = d.page_source if d is not None else ""
+        print(f"FAILED: {what}\n--- page {d.current_url if d else ''} ---\n{src[:6000]}", file=sys.stderr)
+        sys.exit(1)
+
+
+def no_secrets(d, where):
+    src = d.page_source
+    for s in SECRETS:
+        check(s not in src, f"{where}: the reporter's `{s}` is on a staff page", d)
+    report["pages"].append(where)
+
+
+def axe(d, name):
+    """axe-core on the page: no serious or critical violation."""
+    from axe_selenium_python import Axe
+
+    a = Axe(d)
+    a.inject()
+    result = a.run()
+    bad = [v for v in result["violations"] if v.get("impact") in ("serious", "critical")]
+    report["axe"][name] = {
+        "violations": len(result["violations"]),
+        "serious_or_critical": [v["id"] for v in bad],
+    }
+    check(not bad, f"axe on {name}: {[(v['id'], v['help']) for v in bad]}", d)
+
+
+def shot(d, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    d.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+
+
+def totp(secret_b32, at=None):
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    step = int((at or NOW) // 30)
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
+    off = mac[-1] & 0x0F
+    code = (struct.unpack(">I", mac[off : off + 4])[0] & 0x7FFFFFFF) % 1_000_000
+    return f"{code:06d}"
+
+
+def fill(d, name, value):
+    el = d.find_element(By.NAME, name)
+    el.clear()
+    el.send_keys(value)
+
+
+def sign_in(d, user, password, enrol=True):
+    d.get(BASE + "/sign-in")
+    fill(d, "user", user)
+    fill(d, "password", password)
+    d.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
+    if "/enrol" in d.current_url:
+        secret = d.find_element(By.CSS_SELECTOR, "main code").text.strip()
+        check("<svg" in d.page_source, "the enrolment page shows a QR code", d)
+        codes = [c.text for c in d.find_elements(By.CSS_SELECTOR, "main li code")]
+        check(len(codes) == 10, "ten recovery codes are shown", d)
+        shot(d, "enrol")
+        fill(d, "code", totp(secret))
+        d.find_element(By.CSS_SELECTOR, "form[action='/enrol'] button").click()
+        return secret
+    return None
+
+
+def main():
+    # ---- 1. the whistleblower files a real-name complaint with JavaScript off -------
+    wb = browser(javascript=False)
+    wb.get(BASE + "/report")
+    check(wb.find_elements(By.NAME, "accused.name"), "the form has the accused's name", wb)
+    check(not wb.find_elements(By.NAME, "accused.email"), "the form does not ask for the accused's email", wb)
+    check(not wb.find_elements(By.NAME, "case_number"), "the form does not ask for a case number", wb)
+    axe(wb, "report")
+    shot(wb, "report")
+    # First without the required content: errors next to the field, input kept.
+    fill(wb, "accused.name", "王某")
+    fill(wb, "allegation", "违规收受礼金")
+    wb.find_element(By.CSS_SELECTOR, "input[name='kind'][value='real_name']").click()
+    fill(wb, "reporter.name", SECRETS[0])
+    fill(wb, "reporter.phone", SECRETS[1])
+    fill(wb, "reporter.id_number", SECRETS[2])
+    wb.find_element(By.CSS_SELECTOR, "form[action='/report'] button").click()
+    check(wb.find_elements(By.ID, "content-err"), "the missing content is flagged next to its field", wb)
+    check(wb.find_element(By.NAME, "accused.name").get_attribute("value") == "王某", "typed input is kept", wb)
+    fill(wb, "content", "2026年春节前后多次收受管理服务对象所送礼金，金额较大。")
+    wb.find_element(By.CSS_SELECTOR, "form[action='/report'] button").click()
+    receipt = wb.find_element(By.CSS_SELECTOR, ".receipt").text.strip()
+    check(len(receipt) >= 8, "a receipt code is shown", wb)
+    check(receipt not in wb.current_url, "the receipt is not in the URL", wb)
+    axe(wb, "receipt")
+    report["receipt_shown"] = True
+
+    # ---- 2. staff sign in with password and TOTP ------------------------------------
+    st = browser(javascript=True)
+    # A form post without the CSRF token is refused (the session exists after sign-in).
+    secret = sign_in(st, STAFF_USER, STAFF_PASSWORD)
+    check("/inbox" in st.current_url, "signed in, the inbox opens", st)
+    axe(st, "inbox")
+    # The registration task of the web complaint, then screening.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st.get(BASE + "/inbox")
+        links = st.find_elements(By.PARTIAL_LINK_TEXT, "登记被反映人信息")
+        if links:
+            break
+        time.sleep(0.5)
+    check(links, "the registration task is in the inbox", st)
+    no_secrets(st, "inbox")
+    shot(st, "inbox")
+    links[0].click()
+    axe(st, "task")
+    # Missing a required field: the error is next to it, input kept.
+    fill(st, "id", "P-1001")
+    fill(st, "position", "科长")
+    fill(st, "email", "wang@jw.example.cn")
+    fill(st, "head_name", "赵处长")
+    st.find_element(By.CSS_SELECTOR, "form[action$='/complete'] button").click()
+    check(st.find_elements(By.ID, "head_email-err"), "the missing field is flagged", st)
+    check(st.find_element(By.NAME, "position").get_attribute("value") == "科长", "typed input is kept", st)
+    shot(st, "task-errors")
+    # Completed with the keyboard only.
+    field = st.find_element(By.NAME, "head_email")
+    field.send_keys("zhao@jw.example.cn")
+    field.send_keys(Keys.ENTER)
+    check("/cases/" in st.current_url, "after completing, the case page opens", st)
+    case_url = st.current_url
+    axe(st, "case")
+    no_secrets(st, "case")
+    shot(st, "case")
+    check("step waiting" in st.page_source, "the next step is highlighted", st)
+
+    # The screening task next.
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        st.get(BASE + "/inbox")
+        links = st.find_elements(By.PARTIAL_LINK_TEXT, "受理审查")
+        if links:
+            break
+        time.sleep(0.5)
+    check(links, "the screening task is in the inbox", st)
+    links[0].click()
+    no_secrets(st, "task")
+    st.find_element(By.CSS_SELECTOR, "input[name='decision'][value='accept']").click()
+    st.find_element(By.CSS_SELECTOR, "form[action$='/complete'] button").click()
+    check("/cases/" in st.current_url, "screening completed", st)
+
+    # A CSRF-less post is refused.
+    st.execute_script(
+        "const f=document.createElement('form');f.method='post';f.action=arguments[0];"
+        "const t=document.createElement('textarea');t.name='message';t.value='x';f.appendChild(t);"
+        "document.body.appendChild(f);f.submit();",
+        case_url + "/messages",
+    )
+    time.sleep(0.5)
+    check("403" in st.title or "没有权限" in st.page_source, "a post without the CSRF token is refused", st)
+
+    # Staff writes to the whistleblower.
+    st.get(case_url)
+    fill(st, "message", "请补充有关证据材料。")
+    st.find_element(By.CSS_SELECTOR, "form[action$='/messages'] button").click()
+    check("请补充有关证据材料" in st.page_source, "the office's message is on the case page", st)
+
+    # ---- 3. the whistleblower follows the case and answers ---------------------------
+    wb.get(BASE + "/follow")
+    axe(wb, "follow")
+    fill(wb, "receipt", receipt)
+    wb.find_element(By.CSS_SELECTOR, "form[action='/follow'] button").click()
+    check("请补充有关证据材料" in wb.page_source, "the whistleblower sees the office's message", wb)
+    axe(wb, "status")
+    shot(wb, "status")
+    fill(wb, "message", "证据已通过邮寄方式提交。")
+    wb.find_element(By.CSS_SELECTOR, "form[action='/follow/message'] button").click()
+    check("证据已通过邮寄方式提交" in wb.page_source, "the whistleblower's message is shown", wb)
+    st.get(case_url)
+    check("证据已通过邮寄方式提交" in st.page_source, "staff see the whistleblower's message", st)
+    no_secrets(st, "case with messages")
+
+    # ---- 4. refusals as users see them -----------------------------------------------
+    out = browser(javascript=True, lang="en")
+    sign_in(out, OUTSIDER_USER, OUTSIDER_PASSWORD)
+    out.get(case_url)
+    check("You may not" in out.page_source, "a user without the role gets 403 and no data", out)
+    check("请补充" not in out.page_source, "no case data is shown to them", out)
+    # Lockout after repeated failures.
+    lock = browser(javascript=False)
+    for _ in range(6):
+        lock.get(BASE + "/sign-in")
+        fill(lock, "user", OUTSIDER_USER)
+        fill(lock, "password", "wrong password 123")
+        lock.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
+    fill(lock, "user", OUTSIDER_USER)
+    fill(lock, "password", OUTSIDER_PASSWORD)
+    lock.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
+    check("尝试次数过多" in lock.page_source, "the account is locked after repeated failures", lock)
+    axe(lock, "sign-in")
+
+    # ---- 5. session expiry on the daemon's (manual) clock -----------------------------
+    import urllib.request
+
+    req = urllib.request.Request(
+        BASE + "/v1/admin/clock",
+        data=json.dumps({"advance_ms": 31 * 60 * 1000}).encode(),
+        headers={"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(req).read()
+    st.get(BASE + "/inbox")
+    report["session_expired"] = "/sign-in" in st.current_url
+
+    report["receipt"] = receipt
+    report["totp_enrolled"] = secret is not None
+    report["case_url"] = case_url
+    with open(REPORT, "w") as f:
+        json.dump(report, f, ensure_ascii=False, indent=2)
+    for d in (wb, st, out, lock):
+        d.quit()
+
+
+if __name__ == "__main__":
+    main()
