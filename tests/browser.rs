@@ -44,7 +44,7 @@ fn console_end_to_end() {
     let at = Utc.with_ymd_and_hms(2026, 11, 2, 1, 30, 0).unwrap();
     let mut f = Flagship::start(Backend::Sqlite, at);
     let intake_user = staff(&f, "li.na");
-    let outsider = staff(&f, "zhou.jian");
+    let outsider = staff(&f, "lin.feng");
     let out = f.d.dir.path().join("browser");
     let shots = std::env::var("CLEARFLOW_SCREENSHOTS")
         .map(PathBuf::from)

@@ -388,6 +388,7 @@ fn render_both(template: &str, data: &Value) {
             "case_url".into(),
             json!("http://127.0.0.1:7878/v1/instances/i1"),
         );
+        ctx.insert("status_url".into(), json!("http://127.0.0.1:7878/follow"));
         ctx.insert("now".into(), json!("2025-01-06T01:00:00+00:00"));
         TEMPLATES
             .render(template, Some(locale), &Value::Object(ctx))
