@@ -202,7 +202,8 @@ fn notify_step_delivers_to_cc_bcc_and_roles_over_starttls_with_auth() {
     let text = msg.body_text(0).expect("a text part");
     assert!(text.contains("您有一项新的待办任务"), "{text}");
     assert!(text.contains("案件编号：JB-2025-0042"), "{text}");
-    assert!(text.contains(&format!("/v1/instances/{id}")), "{text}");
+    // The link opens the case page of the web console (a task mail: its task page).
+    assert!(text.contains(&format!("/cases/{id}")), "{text}");
     let html = msg.body_html(0).expect("an HTML part");
     assert!(html.contains("<td>初步核实</td>"), "{html}");
     assert!(html.contains("<td>JB-2025-0042</td>"), "{html}");

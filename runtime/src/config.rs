@@ -70,13 +70,6 @@ pub struct WebConfig {
     /// Whether the console is served at all.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// The console's address as staff reach it (`https://clearflow.example.gov.cn`), for
-    /// links in mail. Without it, links are made from `[server] listen`.
-    #[serde(default)]
-    pub base_url: Option<String>,
-    /// The whistleblower's site as reporters reach it, for links in their mail.
-    #[serde(default)]
-    pub public_url: Option<String>,
     /// A second listener serving only the whistleblower's pages (and the public API).
     /// With it set, the main listener serves no whistleblower page.
     #[serde(default)]
@@ -123,8 +116,6 @@ impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             enabled: true,
-            base_url: None,
-            public_url: None,
             public_listen: None,
             session_idle_minutes: default_idle_minutes(),
             session_hours: default_session_hours(),

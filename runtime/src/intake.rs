@@ -361,7 +361,7 @@ mod tests {
         let form = public_schema(schema, true);
         assert_eq!(form["required"], json!(["accused", "content"]));
         let props = form["properties"].as_object().unwrap();
-        assert_eq!(props.keys().collect::<Vec<_>>(), ["accused", "content"]);
+        assert_eq!(props.keys().collect::<Vec<_>>(), ["content", "accused"]);
         assert_eq!(form["properties"]["accused"]["required"], json!(["name"]));
         assert!(
             form["properties"]["accused"]["properties"]

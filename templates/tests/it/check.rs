@@ -18,6 +18,7 @@ fn check(files: &[(&str, &str)], name: &str, data_keys: &[&str], expect: &[&str]
 /// The `data:` keys each shipped template needs, as workflow authors must provide them.
 const SHIPPED: &[(&str, &[&str])] = &[
     ("task-assigned", &["task", "case"]),
+    ("case-message", &["case"]),
     ("task-reminder", &["task", "case"]),
     ("task-overdue-escalation", &["task", "case"]),
     ("digest", &["digest", "rows"]),

@@ -29,6 +29,7 @@ fn shipped_templates_load_in_both_locales() {
         names,
         [
             "acknowledge-receipt",
+            "case-message",
             "clarification-notice",
             "digest",
             "fault-tolerance-decision",

@@ -50,6 +50,7 @@ pub fn context(data: Value) -> Value {
         "step": "notify-handler",
         "recipient": {"address": "li.ming@example.org", "name": "李明", "locale": "zh-CN"},
         "case_url": "https://clearflow.example/cases/JB-2025-0042",
+        "status_url": "https://jubao.example/follow",
         "now": "2025-03-04 09:00",
     });
     let map = ctx.as_object_mut().unwrap();
