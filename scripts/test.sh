@@ -66,6 +66,11 @@ if [[ ! -x /usr/bin/chromium || ! -x /usr/bin/chromedriver ]]; then
     log "installing chromium and chromium-driver"
     apt_install chromium chromium-driver
 fi
+# CJK glyphs for the screenshots the browser test saves (docs/staff.md shows them).
+if ! fc-list 2>/dev/null | grep -qi "noto sans cjk"; then
+    log "installing fonts-noto-cjk"
+    apt_install fonts-noto-cjk
+fi
 export CLEARFLOW_TEST_CHROMIUM=/usr/bin/chromium
 
 # --- plugins --------------------------------------------------------------------------------

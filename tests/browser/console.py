@@ -282,6 +282,8 @@ def main():
         fill(lock, "user", OUTSIDER_USER)
         fill(lock, "password", "wrong password 123")
         lock.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
+        # Wait for the answer: navigating away first would abort the post.
+        check(shows(lock, 'role="alert"'), "a wrong password is refused", lock)
     fill(lock, "user", OUTSIDER_USER)
     fill(lock, "password", OUTSIDER_PASSWORD)
     lock.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
