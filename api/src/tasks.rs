@@ -85,7 +85,9 @@ struct Page<'a> {
 
 /// Whether `c` may see `t`: a role they hold, assigned, claimed or closed by them, or a
 /// reader of instances (who sees the same tasks in the instances' history anyway).
-fn visible(c: &Caller, t: &TaskRow) -> bool {
+/// Whether `c` may see task `t`: its role, their own, or `read_instances`. The API and
+/// the console both ask this.
+pub(crate) fn visible(c: &Caller, t: &TaskRow) -> bool {
     t.role.as_deref().is_some_and(|r| c.has_role(r))
         || [&t.assignee, &t.claimed_by, &t.closed_by]
             .iter()

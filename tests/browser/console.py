@@ -119,6 +119,18 @@ def totp(secret_b32, at=None):
     return f"{code:06d}"
 
 
+def inbox_link(d, text, timeout=60):
+    """The inbox link whose text contains `text`, once the engine has made the task."""
+    end = time.time() + timeout
+    while time.time() < end:
+        d.get(BASE + "/inbox")
+        links = d.find_elements(By.PARTIAL_LINK_TEXT, text)
+        if links:
+            return links[0]
+        time.sleep(0.5)
+    return None
+
+
 def fill(d, name, value):
     el = d.find_element(By.NAME, name)
     el.clear()
@@ -187,17 +199,11 @@ def main():
     check("/inbox" in st.current_url, "signed in, the inbox opens", st)
     axe(st, "inbox")
     # The registration task of the web complaint, then screening.
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        st.get(BASE + "/inbox")
-        links = st.find_elements(By.PARTIAL_LINK_TEXT, "登记被反映人信息")
-        if links:
-            break
-        time.sleep(0.5)
-    check(links, "the registration task is in the inbox", st)
+    link = inbox_link(st, "登记被反映人信息")
+    check(link, "the registration task is in the inbox", st)
     no_secrets(st, "inbox")
     shot(st, "inbox")
-    links[0].click()
+    link.click()
     axe(st, "task")
     # Missing a required field: the error is next to it, input kept.
     fill(st, "id", "P-1001")
@@ -220,15 +226,9 @@ def main():
     check(shows(st, "step waiting"), "the next step is highlighted", st)
 
     # The screening task next.
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        st.get(BASE + "/inbox")
-        links = st.find_elements(By.PARTIAL_LINK_TEXT, "受理审查")
-        if links:
-            break
-        time.sleep(0.5)
-    check(links, "the screening task is in the inbox", st)
-    links[0].click()
+    link = inbox_link(st, "受理审查")
+    check(link, "the screening task is in the inbox", st)
+    link.click()
     no_secrets(st, "task")
     st.find_element(By.CSS_SELECTOR, "input[name='decision'][value='accept']").click()
     st.find_element(By.CSS_SELECTOR, "form[action$='/complete'] button").click()

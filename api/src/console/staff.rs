@@ -505,14 +505,9 @@ async fn inbox(State(s): State<AppState>, staff: Staff, Query(q): Query<InboxQue
 
 // ---- task ----------------------------------------------------------------------------
 
-/// What may be shown of a task to this caller: the same rule as `GET /v1/tasks/{id}`.
+/// What may be shown of a task to this caller: the API's own rule.
 fn visible(staff: &Staff, t: &TaskRow) -> bool {
-    let c = &staff.caller;
-    t.role.as_deref().is_some_and(|r| c.has_role(r))
-        || [&t.assignee, &t.claimed_by, &t.closed_by]
-            .iter()
-            .any(|u| u.as_deref() == Some(c.user.as_str()))
-        || c.can(&Permission::ReadInstances)
+    crate::tasks::visible(&staff.caller, t)
 }
 
 fn may_act(staff: &Staff, t: &TaskRow) -> bool {
@@ -780,6 +775,19 @@ async fn task_action(
 
 // ---- case ----------------------------------------------------------------------------
 
+/// Every task of one case, open or closed (at most 1000).
+async fn case_tasks(
+    s: &AppState,
+    instance: &str,
+) -> Result<Vec<TaskRow>, clearflow_runtime::data::StoreError> {
+    s.rt.list_tasks(&TaskFilter {
+        instance: Some(instance.to_owned()),
+        limit: 1000,
+        ..Default::default()
+    })
+    .await
+}
+
 async fn case_page(State(s): State<AppState>, staff: Staff, Path(id): Path<String>) -> Response {
     let l = staff.locale;
     let c = &staff.caller;
@@ -787,16 +795,7 @@ async fn case_page(State(s): State<AppState>, staff: Staff, Path(id): Path<Strin
         return error_page(Audience::Staff, StatusCode::NOT_FOUND, l);
     };
     // `read_instances`, or a task of this case the caller may see (their role's or theirs).
-    let tasks = match s
-        .rt
-        .list_tasks(&TaskFilter {
-            instance: Some(id.clone()),
-            status: None,
-            limit: 1000,
-            ..Default::default()
-        })
-        .await
-    {
+    let tasks = match case_tasks(&s, &id).await {
         Ok(t) => t,
         Err(e) => return internal(l, e),
     };
