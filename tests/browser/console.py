@@ -83,6 +83,26 @@ def shows(d, text, timeout=30):
     return False
 
 
+def until(pred, timeout=30):
+    """Whether `pred()` becomes true within `timeout` s. A click on a submit button
+    returns before the post is answered on a loaded machine, so every check of what a
+    post leads to waits for it."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            if pred():
+                return True
+        except Exception:  # the page is being replaced under us
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def arrives(d, fragment, timeout=30):
+    """Whether the browser reaches a URL containing `fragment` within `timeout` s."""
+    return until(lambda: fragment in d.current_url, timeout)
+
+
 def no_secrets(d, where):
     src = d.page_source
     for s in SECRETS:
@@ -142,6 +162,7 @@ def sign_in(d, user, password, enrol=True):
     fill(d, "user", user)
     fill(d, "password", password)
     d.find_element(By.CSS_SELECTOR, "form[action='/sign-in'] button").click()
+    until(lambda: "/enrol" in d.current_url or "/inbox" in d.current_url or 'role="alert"' in d.page_source)
     if "/enrol" in d.current_url:
         secret = d.find_element(By.CSS_SELECTOR, "main code").text.strip()
         check(shows(d, "<svg"), "the enrolment page shows a QR code", d)
@@ -150,6 +171,8 @@ def sign_in(d, user, password, enrol=True):
         shot(d, "enrol")
         fill(d, "code", totp(secret))
         d.find_element(By.CSS_SELECTOR, "form[action='/enrol'] button").click()
+        # Wait for the answer: navigating away first would abort the post.
+        arrives(d, "/inbox")
         return secret
     return None
 
@@ -175,7 +198,7 @@ def main():
     fill(wb, "reporter.phone", SECRETS[1])
     fill(wb, "reporter.id_number", SECRETS[2])
     wb.find_element(By.CSS_SELECTOR, "form[action='/report'] button").click()
-    check(wb.find_elements(By.ID, "content-err"), "the missing content is flagged next to its field", wb)
+    check(until(lambda: wb.find_elements(By.ID, "content-err")), "the missing content is flagged next to its field", wb)
     check(wb.find_element(By.NAME, "accused.name").get_attribute("value") == "王某", "typed input is kept", wb)
     fill(wb, "content", "2026年春节前后多次收受管理服务对象所送礼金，金额较大。")
     wb.find_element(By.CSS_SELECTOR, "form[action='/report'] button").click()
@@ -196,7 +219,7 @@ def main():
     st = browser(javascript=True)
     # A form post without the CSRF token is refused (the session exists after sign-in).
     secret = sign_in(st, STAFF_USER, STAFF_PASSWORD)
-    check("/inbox" in st.current_url, "signed in, the inbox opens", st)
+    check(arrives(st, "/inbox"), "signed in, the inbox opens", st)
     axe(st, "inbox")
     # The registration task of the web complaint, then screening.
     link = inbox_link(st, "登记被反映人信息")
@@ -211,14 +234,14 @@ def main():
     fill(st, "email", "wang@jw.example.cn")
     fill(st, "head_name", "赵处长")
     st.find_element(By.CSS_SELECTOR, "form[action$='/complete'] button").click()
-    check(st.find_elements(By.ID, "head_email-err"), "the missing field is flagged", st)
+    check(until(lambda: st.find_elements(By.ID, "head_email-err")), "the missing field is flagged", st)
     check(st.find_element(By.NAME, "position").get_attribute("value") == "科长", "typed input is kept", st)
     shot(st, "task-errors")
     # Completed with the keyboard only.
     field = st.find_element(By.NAME, "head_email")
     field.send_keys("zhao@jw.example.cn")
     field.send_keys(Keys.ENTER)
-    check("/cases/" in st.current_url, "after completing, the case page opens", st)
+    check(arrives(st, "/cases/"), "after completing, the case page opens", st)
     case_url = st.current_url
     axe(st, "case")
     no_secrets(st, "case")
@@ -232,7 +255,7 @@ def main():
     no_secrets(st, "task")
     st.find_element(By.CSS_SELECTOR, "input[name='decision'][value='accept']").click()
     st.find_element(By.CSS_SELECTOR, "form[action$='/complete'] button").click()
-    check("/cases/" in st.current_url, "screening completed", st)
+    check(arrives(st, "/cases/"), "screening completed", st)
 
     # A CSRF-less post is refused.
     st.execute_script(
@@ -241,8 +264,7 @@ def main():
         "document.body.appendChild(f);f.submit();",
         case_url + "/messages",
     )
-    time.sleep(0.5)
-    check("403" in st.title or "没有权限" in st.page_source, "a post without the CSRF token is refused", st)
+    check(until(lambda: "403" in st.title or "没有权限" in st.page_source), "a post without the CSRF token is refused", st)
 
     # Staff writes to the whistleblower.
     st.get(case_url)
@@ -302,7 +324,7 @@ def main():
     )
     urllib.request.urlopen(req).read()
     st.get(BASE + "/inbox")
-    report["session_expired"] = "/sign-in" in st.current_url
+    report["session_expired"] = arrives(st, "/sign-in")
 
     report["receipt"] = receipt
     report["totp_enrolled"] = secret is not None
