@@ -24,3 +24,4 @@ mod store;
 mod store_schedules;
 mod supervisor;
 mod tasks;
+mod wait;

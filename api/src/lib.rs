@@ -355,6 +355,139 @@ struct StartReply {
     id: String,
     /// False when the idempotency key had started this instance before.
     created: bool,
+    /// With `?wait=`: the instance when it ended or parked, or as it was when the wait
+    /// ran out (`settled` false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    settled: Option<SettledView>,
+}
+
+/// The longest `?wait=` the API accepts.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `?wait=`: answer once the instance has ended or parked, at most this long.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct WaitQuery {
+    /// How long to wait for the instance to end or park: `250ms`, `30s`, `1m` (or
+    /// seconds without a unit); at most 60 s.
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    fn duration(&self) -> ApiResult<Option<std::time::Duration>> {
+        let Some(text) = &self.wait else {
+            return Ok(None);
+        };
+        let d = parse_wait(text).ok_or_else(|| {
+            Problem::bad_request(format!(
+                "`wait` must be a duration such as 250ms, 30s or 1m, not `{text}`"
+            ))
+        })?;
+        if d > MAX_WAIT {
+            return Err(Problem::bad_request(format!(
+                "`wait` is at most {}s (asked for {text})",
+                MAX_WAIT.as_secs()
+            )));
+        }
+        Ok(Some(d))
+    }
+}
+
+/// `250ms`, `30s`, `2m` or a number of seconds.
+fn parse_wait(text: &str) -> Option<std::time::Duration> {
+    let t = text.trim();
+    let (digits, unit_ms) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1_000)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (t, 1_000)
+    };
+    let n: u64 = digits.parse().ok()?;
+    Some(std::time::Duration::from_millis(n.checked_mul(unit_ms)?))
+}
+
+/// An instance as a waiter sees it when the wait is over.
+#[derive(Serialize, ToSchema)]
+struct SettledView {
+    /// True when the instance ended or parked; false when the wait ran out first.
+    settled: bool,
+    /// `running`, `completed`, `failed` or `cancelled`.
+    status: String,
+    /// The outcome word when it ended.
+    outcome: Option<String>,
+    /// When it ended (ms since the epoch).
+    ended_at: Option<i64>,
+    /// The next time the engine has work for it (a timer), if any (ms since the epoch).
+    wake_at: Option<i64>,
+    /// The instance data.
+    #[schema(value_type = Object)]
+    data: Value,
+    /// How it ended (the engine's status, with the failure's reason).
+    #[schema(value_type = Object)]
+    result: Value,
+    /// The steps it waits at, and what for (a task, a timer, an event).
+    waiting: Vec<WaitingAt>,
+}
+
+/// One step an instance waits at.
+#[derive(Serialize, ToSchema)]
+struct WaitingAt {
+    /// The step id.
+    step: String,
+    /// What it waits for: `{"for": "event", "name", "key"}`, `{"for": "timer", …}`,
+    /// `{"for": "task", …}`.
+    #[schema(value_type = Object)]
+    wait: Value,
+}
+
+/// Waits up to `wait` for `id` to settle.
+async fn settled_view(
+    rt: &Runtime,
+    id: &str,
+    wait: std::time::Duration,
+) -> ApiResult<Option<SettledView>> {
+    let Some((row, state)) = rt.wait_settled(id, wait).await? else {
+        return Ok(None);
+    };
+    let mut state: Value = serde_json::from_str(&state).map_err(Problem::internal)?;
+    let take =
+        |state: &mut Value, key: &str| state.get_mut(key).map(Value::take).unwrap_or(Value::Null);
+    let wf = rt.version(&row.def_hash).await.map_err(Problem::internal)?;
+    let waiting = match take(&mut state, "tokens") {
+        Value::Object(tokens) => tokens
+            .into_iter()
+            .filter_map(|(_, mut t)| {
+                let wait = t
+                    .get_mut("wait")
+                    .map(Value::take)
+                    .filter(|w| !w.is_null())?;
+                let node = t["node"].as_u64()? as usize;
+                Some(WaitingAt {
+                    step: wf.nodes.get(node)?.id.clone(),
+                    wait,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(Some(SettledView {
+        settled: clearflow_runtime::is_settled(
+            &row.status,
+            row.wake_at,
+            rt.now().timestamp_millis(),
+        ),
+        status: row.status,
+        outcome: row.outcome,
+        ended_at: row.ended_at,
+        wake_at: row.wake_at,
+        data: take(&mut state, "data"),
+        result: take(&mut state, "status"),
+        waiting,
+    }))
 }
 
 /// The answer of `POST /v1/instances/{id}/signal`.
@@ -416,11 +549,12 @@ struct StartBody {
 }
 
 #[utoipa::path(post, path = "/v1/instances", tag = "instances",
+    params(WaitQuery),
     request_body = StartBody,
     responses(
         (status = 201, description = "a new instance", body = StartReply),
         (status = 200, description = "the instance already started with this idempotency key", body = StartReply),
-        (status = 400, description = "the body is not a start request", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 400, description = "the body is not a start request, or a bad `wait`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "the caller's roles may not start this workflow", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such workflow", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "the input does not match the workflow's input schema", body = ProblemBody, content_type = "application/problem+json"),
@@ -429,8 +563,10 @@ struct StartBody {
 async fn start_instance(
     State(s): State<AppState>,
     caller: Caller,
+    Query(w): Query<WaitQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let wait = w.duration()?;
     let body: StartBody = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
     // Before looking the workflow up, so a caller learns nothing of workflows they
@@ -446,11 +582,24 @@ async fn start_instance(
         .start(&body.workflow, input, &caller.user, body.idempotency_key)
         .await
     {
-        Ok(Started::New(id)) => {
-            Ok((StatusCode::CREATED, Json(StartReply { id, created: true })).into_response())
-        }
-        Ok(Started::Existing(id)) => {
-            Ok((StatusCode::OK, Json(StartReply { id, created: false })).into_response())
+        Ok(started) => {
+            let (code, id, created) = match started {
+                Started::New(id) => (StatusCode::CREATED, id, true),
+                Started::Existing(id) => (StatusCode::OK, id, false),
+            };
+            let settled = match wait {
+                Some(wait) => settled_view(&s.rt, &id, wait).await?,
+                None => None,
+            };
+            Ok((
+                code,
+                Json(StartReply {
+                    id,
+                    created,
+                    settled,
+                }),
+            )
+                .into_response())
         }
         Err(StartError::UnknownWorkflow(w)) => {
             Err(Problem::not_found(format!("no workflow `{w}`")))
@@ -524,7 +673,7 @@ async fn list_instances(
 }
 
 #[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances",
-    params(("id" = String, Path, description = "the instance id")),
+    params(("id" = String, Path, description = "the instance id"), WaitQuery),
     responses(
         (status = 200, description = "`instance` (the row), `data`, `result`, `links`, `waiting`, `provisional`, `pending`, `children` and `history`", body = Object),
         (status = 403, description = "needs `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
@@ -535,8 +684,12 @@ async fn show_instance(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    Query(w): Query<WaitQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require(&Permission::ReadInstances)?;
+    if let Some(wait) = w.duration()? {
+        s.rt.wait_settled(&id, wait).await?;
+    }
     let (row, state) =
         s.rt.instance(&id)
             .await?
@@ -864,4 +1017,21 @@ async fn openapi_json(_: Caller) -> Response {
         openapi::cached_json(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_wait;
+    use std::time::Duration;
+
+    #[test]
+    fn wait_durations() {
+        assert_eq!(parse_wait("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_wait("5"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_wait("soon"), None);
+        assert_eq!(parse_wait("-1s"), None);
+        assert_eq!(parse_wait(&format!("{}m", u64::MAX)), None);
+    }
 }

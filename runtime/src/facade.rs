@@ -579,6 +579,30 @@ impl Runtime {
         self.worker.store.instance(id).await
     }
 
+    /// The instance once it has settled (ended, or parked on a task, timer or event),
+    /// or as it is when `timeout` runs out first; `None` when there is no such
+    /// instance. Wakes at the engine's commit, not by polling (and reads again every
+    /// second for work another daemon does).
+    pub async fn wait_settled(
+        &self,
+        id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Option<(InstanceRow, String)>, StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let fired = self.worker.settled.register(id);
+            let Some((row, state)) = self.worker.store.instance(id).await? else {
+                return Ok(None);
+            };
+            let now = tokio::time::Instant::now();
+            if crate::is_settled(&row.status, row.wake_at, ms(self.now())) || now >= deadline {
+                return Ok(Some((row, state)));
+            }
+            let left = (deadline - now).min(crate::settle::RECHECK);
+            let _ = tokio::time::timeout(left, fired).await;
+        }
+    }
+
     /// An instance's history, oldest first.
     pub async fn history(&self, id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
         self.worker.store.history(id).await

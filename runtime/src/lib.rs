@@ -40,10 +40,12 @@ pub mod registry;
 pub mod retention;
 pub mod scheduler;
 mod service;
+mod settle;
 pub mod worker;
 
 pub use facade::{Hooks, NotReady, OpenError, Runtime, load_key, make_clock, redact, sources};
 pub use service::ServiceHealth;
+pub use settle::is_settled;
 
 /// The store's rows, filters and errors as the façade hands them out, so that clients
 /// of the runtime never depend on the store crate (or sqlx) themselves.

@@ -137,6 +137,8 @@ pub struct Worker {
     pub(crate) mail: MailConfig,
     /// Poked when mail was queued.
     pub(crate) mail_wake: Arc<Notify>,
+    /// Who waits for which instance to settle (`?wait=`).
+    pub(crate) settled: crate::settle::Settled,
 }
 
 impl Worker {
@@ -166,6 +168,7 @@ impl Worker {
             limits: clearflow_core::Limits::default(),
             mail,
             mail_wake: Arc::new(Notify::new()),
+            settled: Default::default(),
         }
     }
 
@@ -244,7 +247,10 @@ impl Worker {
             batch_out.push(self.resolve_mails(done, &deployment, now).await);
         }
         let batch = batch_out;
-        match self.store.commit(&batch, ms(now)).await {
+        // Stamped with the time of the commit, not the round's start: `updated_at` and
+        // `ended_at` say when the change became real, after the advance and the mail
+        // rendering of the whole batch.
+        match self.store.commit(&batch, ms(self.clock.now())).await {
             Ok(()) => {
                 use std::sync::atomic::Ordering::Relaxed;
                 self.counters.steps.fetch_add(steps, Relaxed);
@@ -255,6 +261,7 @@ impl Worker {
                 if batch.iter().any(|a| !a.mails.is_empty()) {
                     self.mail_wake.notify_one();
                 }
+                self.settled.fire(batch.iter().map(|a| a.id.as_str()));
                 Ok(batch.len())
             }
             Err(e) => {

@@ -193,6 +193,10 @@ enum InstanceCommand {
         /// The same key never starts a second instance.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Wait until the instance ends or parks (a task, timer or event), at most this
+        /// long (`30s`, `1m`; at most 60 s); prints its status, and exits 1 when it failed.
+        #[arg(long)]
+        wait: Option<String>,
     },
     /// Show an instance with its history.
     Show {
@@ -552,14 +556,36 @@ async fn instances(command: InstanceCommand, remote: &Remote) -> anyhow::Result<
             workflow,
             input,
             idempotency_key,
+            wait,
         } => {
             let input = read_json(input.as_ref())?;
+            let path = match &wait {
+                Some(w) => format!("/v1/instances?wait={w}"),
+                None => "/v1/instances".to_owned(),
+            };
             let v = client
-                .post("/v1/instances", &json!({ "workflow": workflow, "input": input, "idempotency_key": idempotency_key }))
+                .post(&path, &json!({ "workflow": workflow, "input": input, "idempotency_key": idempotency_key }))
                 .await?;
             print_value(&v, remote.json, |v| {
-                v["id"].as_str().unwrap_or_default().to_owned()
+                let id = v["id"].as_str().unwrap_or_default();
+                match v.get("settled") {
+                    Some(s) if s["settled"] == true => format!(
+                        "{id}  {}",
+                        s["outcome"]
+                            .as_str()
+                            .or(s["status"].as_str())
+                            .unwrap_or_default()
+                    ),
+                    Some(s) => format!(
+                        "{id}  {} (still working)",
+                        s["status"].as_str().unwrap_or_default()
+                    ),
+                    None => id.to_owned(),
+                }
             });
+            if v.pointer("/settled/status").and_then(Value::as_str) == Some("failed") {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         InstanceCommand::Show { id } => {
             let v = client.get(&format!("/v1/instances/{id}")).await?;
