@@ -10,6 +10,48 @@ use serde_json::{Map, Value};
 use crate::registry::Registry;
 use clearflow_store::Store;
 
+/// Why a notification's list could not be filled; the notification becomes a dead
+/// letter with this reason.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    /// The store could not be read.
+    #[error("list `{list}`: reading the store: {source}")]
+    Store {
+        /// The list's name.
+        list: String,
+        /// What failed.
+        source: clearflow_store::StoreError,
+    },
+    /// A listed instance's workflow version is not available.
+    #[error("list `{list}`: {source}")]
+    Version {
+        /// The list's name.
+        list: String,
+        /// What failed.
+        source: crate::registry::VersionError,
+    },
+    /// A listed instance's stored state does not parse.
+    #[error("list `{list}`: instance {instance}: {source}")]
+    State {
+        /// The list's name.
+        list: String,
+        /// The instance.
+        instance: String,
+        /// What failed.
+        source: serde_json::Error,
+    },
+    /// The list's filter or fields failed on an instance.
+    #[error("list `{list}`: instance {instance}: {reason}")]
+    Entry {
+        /// The list's name.
+        list: String,
+        /// The instance.
+        instance: String,
+        /// The expression's error.
+        reason: String,
+    },
+}
+
 /// Instances read per page while filling a list.
 const PAGE: u32 = 500;
 
@@ -20,7 +62,7 @@ pub async fn fill(
     registry: &Registry,
     lists: &[ListQuery],
     now: DateTime<Utc>,
-) -> Result<Map<String, Value>, String> {
+) -> Result<Map<String, Value>, DigestError> {
     let mut out = Map::new();
     for q in lists {
         if let Some(t) = &q.tasks {
@@ -34,7 +76,10 @@ pub async fn fill(
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| format!("list `{}`: reading the store: {e}", q.name))?;
+                .map_err(|source| DigestError::Store {
+                    list: q.name.clone(),
+                    source,
+                })?;
             let now = crate::clock::ms(now);
             let entries = rows.iter().map(|r| r.view(now)).collect();
             out.insert(q.name.clone(), Value::Array(entries));
@@ -51,7 +96,10 @@ pub async fn fill(
                     PAGE,
                 )
                 .await
-                .map_err(|e| format!("list `{}`: reading the store: {e}", q.name))?;
+                .map_err(|source| DigestError::Store {
+                    list: q.name.clone(),
+                    source,
+                })?;
             let Some(last) = page.last() else { break };
             after = Some((last.created_at, last.id.clone()));
             let last_page = page.len() < PAGE as usize;
@@ -59,11 +107,23 @@ pub async fn fill(
                 let wf = registry
                     .version(&row.def_hash, store)
                     .await
-                    .map_err(|e| e.to_string())?;
-                let inst: Instance = serde_json::from_str(&row.state)
-                    .map_err(|e| format!("list `{}`: instance {}: {e}", q.name, row.id))?;
-                let entry = engine::list_entry(&wf, &inst, q, now)
-                    .map_err(|e| format!("list `{}`: instance {}: {e}", q.name, row.id))?;
+                    .map_err(|source| DigestError::Version {
+                        list: q.name.clone(),
+                        source,
+                    })?;
+                let inst: Instance =
+                    serde_json::from_str(&row.state).map_err(|source| DigestError::State {
+                        list: q.name.clone(),
+                        instance: row.id.clone(),
+                        source,
+                    })?;
+                let entry = engine::list_entry(&wf, &inst, q, now).map_err(|reason| {
+                    DigestError::Entry {
+                        list: q.name.clone(),
+                        instance: row.id.clone(),
+                        reason,
+                    }
+                })?;
                 if let Some(entry) = entry {
                     entries.push(entry);
                     if entries.len() >= q.limit as usize {

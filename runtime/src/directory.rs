@@ -44,6 +44,53 @@ struct File {
     users: Vec<User>,
 }
 
+/// A problem with the users file; [`Directory::load`] reports every one at once.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    /// The file cannot be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The users file.
+        file: String,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape (the message gives the line
+    /// and column).
+    #[error("{file}: {source}")]
+    Parse {
+        /// The users file.
+        file: String,
+        /// What failed, with its position.
+        source: toml::de::Error,
+    },
+    /// A user's email address has no `@`.
+    #[error("{file}: user `{user}` has no valid email address")]
+    BadEmail {
+        /// The users file.
+        file: String,
+        /// The user id.
+        user: String,
+    },
+    /// Two users have the same id.
+    #[error("{file}: duplicate user `{user}`")]
+    Duplicate {
+        /// The users file.
+        file: String,
+        /// The user id.
+        user: String,
+    },
+}
+
+/// Every problem of a users file, joined for a one-line message.
+pub fn join(errors: &[DirectoryError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The users, by id.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
@@ -52,21 +99,34 @@ pub struct Directory {
 
 impl Directory {
     /// Reads the users file; every problem at once.
-    pub fn load(path: &Path) -> Result<Directory, Vec<String>> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{name}: {e}")])?;
-        let file: File = toml::from_str(&text).map_err(|e| vec![format!("{name}: {e}")])?;
+    pub fn load(path: &Path) -> Result<Directory, Vec<DirectoryError>> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![DirectoryError::Read {
+                file: file.clone(),
+                source,
+            }]
+        })?;
+        let parsed: File = toml::from_str(&text).map_err(|source| {
+            vec![DirectoryError::Parse {
+                file: file.clone(),
+                source,
+            }]
+        })?;
         let mut problems = Vec::new();
         let mut users = BTreeMap::new();
-        for u in file.users {
+        for u in parsed.users {
             if !u.email.contains('@') {
-                problems.push(format!(
-                    "{name}: user `{}` has no valid email address",
-                    u.id
-                ));
+                problems.push(DirectoryError::BadEmail {
+                    file: file.clone(),
+                    user: u.id.clone(),
+                });
             }
             if users.contains_key(&u.id) {
-                problems.push(format!("{name}: duplicate user `{}`", u.id));
+                problems.push(DirectoryError::Duplicate {
+                    file: file.clone(),
+                    user: u.id.clone(),
+                });
             }
             users.insert(u.id.clone(), u);
         }

@@ -40,8 +40,8 @@ pub enum OpenError {
     #[error("starting the plugin host: {0}")]
     PluginHost(String),
     /// Declared plugins could not be loaded (every reason).
-    #[error("{} plugin(s) could not be loaded: {}", .0.len(), .0.join("; "))]
-    Plugins(Vec<String>),
+    #[error("{} plugin(s) could not be loaded: {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Plugins(Vec<clearflow_plugin_host::LoadError>),
     /// The identity key is missing or unusable.
     #[error("{0}")]
     IdentityKey(String),

@@ -54,9 +54,8 @@ pub fn load(
     host: &Host,
     decls: &[PluginConfig],
     base: &Path,
-) -> Result<Arc<dyn PluginRunner>, Vec<String>> {
+) -> Result<Arc<dyn PluginRunner>, Vec<clearflow_plugin_host::LoadError>> {
     let decls: Vec<_> = decls.iter().map(|d| d.decl(base)).collect();
     host.load(&decls)
         .map(|p| Arc::new(Loaded(p)) as Arc<dyn PluginRunner>)
-        .map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }

@@ -242,7 +242,7 @@ impl Registry {
                 Ok(d) => directory = Arc::new(d),
                 Err(e) => {
                     errors += e.len();
-                    problems.extend(e);
+                    problems.extend(e.iter().map(ToString::to_string));
                 }
             }
         }

@@ -138,7 +138,7 @@ pub async fn users(command: UserCommand, config: Option<&Path>) -> anyhow::Resul
                 anyhow::anyhow!("no users file is configured ([directory] users)")
             })?;
             let directory = clearflow_runtime::directory::Directory::load(&users)
-                .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
+                .map_err(|e| anyhow::anyhow!("{}", clearflow_runtime::directory::join(&e)))?;
             if directory.user(&id).is_none() {
                 anyhow::bail!("no user `{id}` in the users file {}", users.display());
             }
@@ -188,7 +188,7 @@ pub async fn tokens(command: TokenCommand, config: Option<&Path>) -> anyhow::Res
                 )
             })?;
             let directory = clearflow_runtime::directory::Directory::load(&users)
-                .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
+                .map_err(|e| anyhow::anyhow!("{}", clearflow_runtime::directory::join(&e)))?;
             if directory.user(&user).is_none() {
                 anyhow::bail!("no user `{user}` in the users file {}", users.display());
             }

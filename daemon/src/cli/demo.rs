@@ -52,7 +52,8 @@ pub async fn run(config: Option<&Path>, samples: &Path) -> anyhow::Result<ExitCo
         .users
         .clone()
         .ok_or_else(|| anyhow!("no users file is configured ([directory] users)"))?;
-    let directory = Directory::load(&users).map_err(|e| anyhow!("{}", e.join("; ")))?;
+    let directory = Directory::load(&users)
+        .map_err(|e| anyhow!("{}", clearflow_runtime::directory::join(&e)))?;
     let staff = staff(&cfg, &directory)?;
     if cfg.intake.workflow.as_deref() != Some("complaint-handling") {
         bail!(
