@@ -10,7 +10,10 @@ use clearflow_testkit::store as store_support;
 
 use std::future::Future;
 
-use clearflow_store::{Advance, ListFilter, NewHistory, NewInstance, Started, Store, StoreError};
+use clearflow_store::{
+    Advance, ArmTimer, InstanceEvent, ListFilter, NewHistory, NewInstance, ParentLink, Started,
+    Store, StoreError, Subscription,
+};
 use support::Backend;
 
 fn run<F, Fut>(backend: Backend, body: F)
@@ -39,6 +42,8 @@ fn inst(id: &str, workflow: &str, key: Option<&str>) -> NewInstance {
         def_hash: "h1".into(),
         state: "{}".into(),
         parent: None,
+        ancestors: Vec::new(),
+        detached: false,
         idempotency_key: key.map(Into::into),
         start_event: r#"{"start":null}"#.into(),
         actor: "test".into(),
@@ -48,8 +53,28 @@ fn inst(id: &str, workflow: &str, key: Option<&str>) -> NewInstance {
 fn child(id: &str, parent: &str) -> NewInstance {
     NewInstance {
         case_number: None,
-        parent: Some((parent.into(), "link".into(), 1)),
+        parent: Some(ParentLink {
+            instance: parent.into(),
+            link: "link".into(),
+            seq: 1,
+        }),
+        ancestors: vec!["wf".into()],
         ..inst(id, "wf", None)
+    }
+}
+
+fn timer(timer: i64, due_at: i64, payload: &str) -> ArmTimer {
+    ArmTimer {
+        timer,
+        due_at,
+        payload: payload.into(),
+    }
+}
+
+fn sub(name: &str, key: &str) -> Subscription {
+    Subscription {
+        name: name.into(),
+        key: key.into(),
     }
 }
 
@@ -242,10 +267,13 @@ async fn a_version_conflict_writes_nothing(s: Store) {
         Advance {
             consumed: c.events.iter().map(|e| e.id).collect(),
             history: vec![history("step_completed")],
-            arm: vec![(1, 500, "timer".into())],
-            subscribe: vec![("ev".into(), "k".into())],
+            arm: vec![timer(1, 500, "timer")],
+            subscribe: vec![sub("ev", "k")],
             children: vec![child(&format!("{id}-child"), id)],
-            notify: Some(("a".into(), "hello".into())),
+            notify: vec![InstanceEvent {
+                instance: "a".into(),
+                payload: "hello".into(),
+            }],
             ..advance(id, version)
         }
     };
@@ -303,9 +331,9 @@ async fn timers_fall_due_in_order_and_wake_at_follows_them(s: Store) {
     let first = Advance {
         consumed: c.events.iter().map(|e| e.id).collect(),
         arm: vec![
-            (1, 3000, "t1".into()),
-            (2, 1000, "t2".into()),
-            (3, 2000, "t3".into()),
+            timer(1, 3000, "t1"),
+            timer(2, 1000, "t2"),
+            timer(3, 2000, "t3"),
         ],
         ..advance("a", c.version)
     };
@@ -358,7 +386,7 @@ async fn timers_fall_due_in_order_and_wake_at_follows_them(s: Store) {
     // An instance that ends drops its timers with it.
     s.commit(
         &[Advance {
-            arm: vec![(4, 9000, "t4".into())],
+            arm: vec![timer(4, 9000, "t4")],
             ..advance("a", 3)
         }],
         2700,
@@ -402,10 +430,7 @@ async fn keyed_events_reach_every_subscriber_and_only_them(s: Store) {
         .iter()
         .map(|c| Advance {
             consumed: c.events.iter().map(|e| e.id).collect(),
-            subscribe: vec![(
-                "approve".into(),
-                if c.id == "c" { "k2" } else { "k1" }.into(),
-            )],
+            subscribe: vec![sub("approve", if c.id == "c" { "k2" } else { "k1" })],
             ..advance(&c.id, c.version)
         })
         .collect();
@@ -451,7 +476,7 @@ async fn keyed_events_reach_every_subscriber_and_only_them(s: Store) {
         .iter()
         .map(|c| Advance {
             consumed: c.events.iter().map(|e| e.id).collect(),
-            unsubscribe: vec![("approve".into(), "k1".into())]
+            unsubscribe: vec![sub("approve", "k1")]
                 .into_iter()
                 .filter(|_| c.id == "a")
                 .collect(),

@@ -36,6 +36,8 @@ fn inst(id: &str) -> NewInstance {
         def_hash: "h1".into(),
         state: "{}".into(),
         parent: None,
+        ancestors: Vec::new(),
+        detached: false,
         idempotency_key: Some(format!("key-{id}")),
         start_event: r#"{"start":null}"#.into(),
         actor: "schedule:wf/s".into(),

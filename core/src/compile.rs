@@ -803,6 +803,7 @@ impl<'a> Compiler<'a> {
                 input,
                 wait: s.wait,
                 alias,
+                detached: s.on_parent_cancel == crate::definition::model::OnParentCancel::Abandon,
             };
         }
         if let Some(a) = &def.await_ {

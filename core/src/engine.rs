@@ -5,6 +5,7 @@
 //! (control flow runs to the next wait), and the result lists the effects the shell must
 //! perform and the history entries it must append, all in the same transaction.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -21,20 +22,45 @@ pub use tasks::{OpenTask, Refusal, RefusalKind, TaskAction, TaskTimer, check_tas
 /// Most signals kept for an instance that is not waiting for them yet.
 pub const MAX_BUFFERED_SIGNALS: usize = 100;
 
-/// Most steps one path of execution may run in one event before the instance is failed
-/// as looping without end. A path is a token and the branches it forks: each branch
-/// starts with the count of the step that forked it, so a loop around a `parallel` is
-/// still caught, while a wide fan-out is not failed for its width. Far above any real
-/// chain (the design's longest is 40 steps), and low enough that a runaway loop costs
-/// milliseconds and a bounded history, not seconds and megabytes.
-pub const MAX_STEPS_PER_EVENT: u32 = 10_000;
-
-/// What the engine needs from outside: the time and the calendars.
+/// What the engine needs from outside: the time, the calendars and the step bounds.
 pub struct Env<'a> {
     /// Now.
     pub now: DateTime<Utc>,
     /// Working-day calendars by region.
     pub calendars: &'a clearflow_time::Calendars,
+    /// Steps left in this advance ([`Limits::steps_per_advance`](crate::Limits)), shared by
+    /// every event applied with this `Env`: when it reaches zero the instance stops with
+    /// its ready tokens kept, [`Transition::sliced`] is set, and the shell continues it
+    /// later with [`Event::Continue`], so one wide fan-out cannot hold the engine.
+    budget: Cell<u32>,
+    /// Most steps one path may run without a wait ([`Limits::steps_without_wait`](crate::Limits)).
+    loop_guard: u32,
+}
+
+impl<'a> Env<'a> {
+    /// An environment at `now` with the default limits.
+    pub fn new(now: DateTime<Utc>, calendars: &'a clearflow_time::Calendars) -> Self {
+        Env::with_limits(now, calendars, &crate::Limits::default())
+    }
+
+    /// An environment at `now` with the step bounds of `limits`.
+    pub fn with_limits(
+        now: DateTime<Utc>,
+        calendars: &'a clearflow_time::Calendars,
+        limits: &crate::Limits,
+    ) -> Self {
+        Env {
+            now,
+            calendars,
+            budget: Cell::new(limits.steps_per_advance.max(1)),
+            loop_guard: limits.steps_without_wait.max(1),
+        }
+    }
+
+    /// Steps left in this advance.
+    pub fn budget(&self) -> u32 {
+        self.budget.get()
+    }
 }
 
 /// The durable state of one instance. Serialised as JSON in the store.
@@ -70,6 +96,11 @@ pub struct Instance {
     /// Timers computed past the last year their calendar covers (see [`Provisional`]).
     #[serde(default, skip_serializing_if = "Provisional::is_empty")]
     pub provisional: Provisional,
+    /// Steps each ready token's path has run since the last outside event, kept only
+    /// while the instance is sliced (see [`Event::Continue`]), so the loop guard counts
+    /// across slices.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub path_steps: BTreeMap<u32, u32>,
 }
 
 /// Deadlines computed past the last year a calendar covers: counted on weekends only,
@@ -360,6 +391,9 @@ pub enum Event {
     /// daemon reloaded): recompute every provisional timer with the calendars in [`Env`],
     /// counting from the time it was first counted from.
     Recalendar,
+    /// Run on: the last advance ran out of its step budget ([`Transition::sliced`]) with
+    /// tokens still ready.
+    Continue,
 }
 
 /// Work for the shell, to be done in (or, for plugin calls, before) the transaction.
@@ -417,6 +451,9 @@ pub enum Effect {
         link: String,
         /// Link sequence number.
         seq: u32,
+        /// Not cancelled when this instance is (`on_parent_cancel: abandon`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        detached: bool,
     },
     /// Queue an email (rendered by the shell).
     QueueMail {
@@ -516,6 +553,9 @@ pub struct Transition {
     pub history: Vec<HistoryEntry>,
     /// Steps executed.
     pub steps: u32,
+    /// The step budget ran out with tokens still ready: the instance must be continued
+    /// ([`Event::Continue`]) without waiting for anything outside.
+    pub sliced: bool,
 }
 
 /// Why an instance could not be created.
@@ -575,6 +615,7 @@ pub fn create(
         started_at: now,
         counter: 0,
         provisional: Provisional::default(),
+        path_steps: BTreeMap::new(),
     };
     let mut effects = Vec::new();
     for s in &wf.on_start {
@@ -603,6 +644,7 @@ pub fn create(
             input,
             link: s.alias.clone(),
             seq,
+            detached: false,
         });
     }
     Ok((inst, effects))
@@ -693,7 +735,8 @@ struct Run<'a> {
     shared: Option<Arc<Map<String, Value>>>,
     /// Writes to the data made while it was shared, applied before the next context.
     pending: Vec<Write>,
-    /// Steps run in this event by each token's path (see [`MAX_STEPS_PER_EVENT`]).
+    /// Steps run by each token's path since the last outside event (see
+    /// [`Limits::steps_without_wait`](crate::Limits)).
     path_steps: HashMap<u32, u32>,
 }
 
@@ -740,6 +783,12 @@ pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) ->
         pending: Vec::new(),
         path_steps: HashMap::new(),
     };
+    // A continuation counts on from where the slice stopped; an outside event starts
+    // every path's count afresh.
+    let carried = std::mem::take(&mut run.inst.path_steps);
+    if matches!(event, Event::Continue) {
+        run.path_steps.extend(carried.iter().map(|(t, n)| (*t, *n)));
+    }
     if run.inst.ended() {
         run.log(
             "event_ignored",
@@ -752,7 +801,45 @@ pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) ->
     run.drive();
     run.forget_settled_provisional();
     run.restore_data();
+    if run.out.sliced && !run.inst.ended() {
+        // Kept for the continuation, for the tokens still alive: the larger count of
+        // this event's and the slice's before it.
+        let mut keep = carried;
+        for (t, n) in run.path_steps {
+            let e = keep.entry(t).or_default();
+            *e = (*e).max(n);
+        }
+        keep.retain(|t, _| run.inst.tokens.contains_key(t));
+        run.inst.path_steps = keep;
+    }
     run.out
+}
+
+/// Applies `event`, then continues each slice ([`Event::Continue`], a fresh step budget
+/// every time) until the instance waits or ends: what the shell does over several rounds,
+/// in one call, with every slice's effects and history in order.
+pub fn apply_to_wait(
+    wf: &Workflow,
+    inst: &mut Instance,
+    event: Event,
+    now: DateTime<Utc>,
+    calendars: &clearflow_time::Calendars,
+    limits: &crate::Limits,
+) -> Transition {
+    let mut all = apply(wf, inst, event, &Env::with_limits(now, calendars, limits));
+    while all.sliced {
+        let t = apply(
+            wf,
+            inst,
+            Event::Continue,
+            &Env::with_limits(now, calendars, limits),
+        );
+        all.effects.extend(t.effects);
+        all.history.extend(t.history);
+        all.steps += t.steps;
+        all.sliced = t.sliced;
+    }
+    all
 }
 
 enum Flow {
@@ -928,6 +1015,8 @@ impl<'a> Run<'a> {
                 self.end(Status::Cancelled { reason });
             }
             Event::Recalendar => self.recalendar(),
+            // The ready tokens run in `drive`.
+            Event::Continue => {}
         }
     }
 
@@ -1288,17 +1377,24 @@ impl<'a> Run<'a> {
             else {
                 break;
             };
+            let left = self.env.budget.get();
+            if left == 0 {
+                self.out.sliced = true;
+                break;
+            }
             let steps = self.path_steps.get(&token).copied().unwrap_or(0) + 1;
-            if steps > MAX_STEPS_PER_EVENT {
+            let guard = self.env.loop_guard;
+            if steps > guard {
                 let step = self.node(token).id.clone();
                 self.fail(
                     &step,
                     format!(
-                        "more than {MAX_STEPS_PER_EVENT} steps without waiting: the workflow loops without end"
+                        "more than {guard} steps without waiting: the workflow loops without end (limits.steps_without_wait)"
                     ),
                 );
                 break;
             }
+            self.env.budget.set(left - 1);
             self.path_steps.insert(token, steps);
             self.execute(token);
         }
@@ -1425,6 +1521,7 @@ impl<'a> Run<'a> {
                 input,
                 wait,
                 alias,
+                detached,
             } => {
                 let input = match input.as_ref().map(|t| t.render(&ctx)).transpose() {
                     Ok(v) => v.unwrap_or_else(|| Value::Object(Map::new())),
@@ -1448,6 +1545,7 @@ impl<'a> Run<'a> {
                     input,
                     link: alias.clone(),
                     seq,
+                    detached: *detached,
                 });
                 self.log(
                     "link_started",

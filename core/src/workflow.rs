@@ -198,6 +198,8 @@ pub enum NodeKind {
         wait: bool,
         /// The link name (the step id when not given).
         alias: String,
+        /// Not cancelled when this instance is (`on_parent_cancel: abandon`).
+        detached: bool,
     },
     /// Await a linked instance.
     Await {

@@ -231,10 +231,7 @@ fn run(wf: &Workflow, input: &Value, script: &str, roundtrip: bool) -> (String, 
             let text = serde_json::to_string(&inst).expect("state serialises");
             inst = serde_json::from_str(&text).expect("state deserialises");
         }
-        let env = Env {
-            now,
-            calendars: &CALENDARS,
-        };
+        let env = Env::new(now, &CALENDARS);
         let t = engine::apply(wf, &mut inst, event, &env);
         out.push_str(&format!("> {line}\n"));
         render_transition(&mut out, &t);
@@ -1451,22 +1448,20 @@ steps:
 "#,
     );
     let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, t0()).unwrap();
-    let env = Env {
-        now: t0(),
-        calendars: &CALENDARS,
-    };
+    let limits = clearflow_core::Limits::default();
     let started = std::time::Instant::now();
-    let t = engine::apply(&wf, &mut inst, Event::Start, &env);
+    // Sliced every `steps_per_advance` steps; the guard counts across the slices.
+    let t = engine::apply_to_wait(&wf, &mut inst, Event::Start, t0(), &CALENDARS, &limits);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(
         render_status(&inst.status),
         format!(
-            "= failed again: more than {} steps without waiting: the workflow loops without end",
-            engine::MAX_STEPS_PER_EVENT
+            "= failed again: more than {} steps without waiting: the workflow loops without end (limits.steps_without_wait)",
+            limits.steps_without_wait
         )
     );
-    assert_eq!(t.steps, engine::MAX_STEPS_PER_EVENT);
-    assert!(t.history.len() <= engine::MAX_STEPS_PER_EVENT as usize + 3);
+    assert_eq!(t.steps, limits.steps_without_wait);
+    assert!(t.history.len() <= limits.steps_without_wait as usize + 3);
 }
 
 #[test]
@@ -1563,15 +1558,7 @@ fn step(
 ) -> Transition {
     let text = serde_json::to_string(&*inst).expect("state serialises");
     *inst = serde_json::from_str(&text).expect("state deserialises");
-    engine::apply(
-        wf,
-        inst,
-        event,
-        &Env {
-            now: at(now),
-            calendars,
-        },
-    )
+    engine::apply(wf, inst, event, &Env::new(at(now), calendars))
 }
 
 fn kinds(t: &Transition) -> Vec<String> {
@@ -1899,10 +1886,7 @@ fn check_task_action_lists_every_refusal() {
     let wf = compile(TIERS);
     let (mut inst, _) =
         engine::create(&wf, "i1".into(), json!({}), Some("li.na".into()), t0()).unwrap();
-    let env = Env {
-        now: t0(),
-        calendars: &CALENDARS,
-    };
+    let env = Env::new(t0(), &CALENDARS);
     engine::apply(&wf, &mut inst, Event::Start, &env);
     let form = TaskAction::Complete {
         form: json!({"text": 1}),

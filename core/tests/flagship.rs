@@ -134,10 +134,7 @@ impl Sim {
     }
 
     fn apply(&mut self, event: Event) {
-        let env = Env {
-            now: self.now,
-            calendars: &CALENDARS,
-        };
+        let env = Env::new(self.now, &CALENDARS);
         let t = engine::apply(self.wf, &mut self.inst, event, &env);
         self.history.extend(
             t.history
@@ -179,6 +176,7 @@ impl Sim {
                     input,
                     link,
                     seq,
+                    ..
                 } => {
                     // The linked workflow accepts the input (the daemon creates it with it).
                     engine::create(

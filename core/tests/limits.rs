@@ -101,18 +101,21 @@ fn run(src: &str) -> Status {
     let now = Utc.with_ymd_and_hms(2025, 1, 6, 1, 0, 0).unwrap();
     let calendars = clearflow_time::Calendars::default();
     let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, now).expect("create");
-    let env = Env {
+    engine::apply_to_wait(
+        &wf,
+        &mut inst,
+        Event::Start,
         now,
-        calendars: &calendars,
-    };
-    engine::apply(&wf, &mut inst, Event::Start, &env);
+        &calendars,
+        &Limits::default(),
+    );
     inst.status
 }
 
 #[test]
 fn a_fan_out_wider_than_the_step_guard_whose_branches_wait_is_not_failed() {
     let n = Limits::default().parallel_branches as usize;
-    assert!(n >= engine::MAX_STEPS_PER_EVENT as usize);
+    assert!(n >= Limits::default().steps_without_wait as usize);
     let status = run(&fanout(n, "wait: { for: 1d }"));
     assert_eq!(status, Status::Running);
 }
@@ -120,7 +123,7 @@ fn a_fan_out_wider_than_the_step_guard_whose_branches_wait_is_not_failed() {
 #[test]
 fn a_set_fan_out_wider_than_the_step_guard_completes() {
     let n = Limits::default().parallel_branches as usize;
-    assert!(n >= engine::MAX_STEPS_PER_EVENT as usize);
+    assert!(n >= Limits::default().steps_without_wait as usize);
     let status = run(&fanout(n, "set: { x: 1 }"));
     assert!(matches!(status, Status::Completed { .. }), "{status:?}");
 }
@@ -132,6 +135,82 @@ fn a_loop_around_a_parallel_is_still_caught() {
     );
     match status {
         Status::Failed { error, .. } => assert!(error.contains("loops without end"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_advance_stops_after_its_step_budget_and_continues_where_it_stopped() {
+    let wf = load("fanout.yaml", &fanout(500, "set: { x: 1 }")).unwrap_or_else(|d| panic!("{d:?}"));
+    let now = Utc.with_ymd_and_hms(2025, 1, 6, 1, 0, 0).unwrap();
+    let calendars = clearflow_time::Calendars::default();
+    let limits = Limits {
+        steps_per_advance: 100,
+        ..Limits::default()
+    };
+    let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, now).expect("create");
+    let first = engine::apply(
+        &wf,
+        &mut inst,
+        Event::Start,
+        &Env::with_limits(now, &calendars, &limits),
+    );
+    assert!(first.sliced, "the budget ran out");
+    assert!(first.steps > 0 && first.steps <= 100, "{}", first.steps);
+    assert_eq!(inst.status, Status::Running);
+    // The stored state carries the slice: what a continuation in another round reads.
+    let mut inst: engine::Instance =
+        serde_json::from_str(&serde_json::to_string(&inst).unwrap()).unwrap();
+    let mut slices = 1;
+    loop {
+        let t = engine::apply(
+            &wf,
+            &mut inst,
+            Event::Continue,
+            &Env::with_limits(now, &calendars, &limits),
+        );
+        slices += 1;
+        assert!(t.steps <= 100);
+        if !t.sliced {
+            break;
+        }
+    }
+    assert!(
+        matches!(inst.status, Status::Completed { .. }),
+        "{:?}",
+        inst.status
+    );
+    assert!(slices > 5, "{slices} slices");
+    assert!(
+        inst.path_steps.is_empty(),
+        "nothing is kept once the instance waits or ends"
+    );
+}
+
+#[test]
+fn the_loop_guard_counts_across_slices() {
+    let wf = load(
+        "spin.yaml",
+        "id: spin\nsteps:\n  - id: again\n    set: { n: 1 }\n  - goto: again\n",
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let now = Utc.with_ymd_and_hms(2025, 1, 6, 1, 0, 0).unwrap();
+    let calendars = clearflow_time::Calendars::default();
+    let limits = Limits {
+        steps_per_advance: 10,
+        steps_without_wait: 25,
+        ..Limits::default()
+    };
+    let (mut inst, _) = engine::create(&wf, "i1".into(), json!({}), None, now).expect("create");
+    let t = engine::apply_to_wait(&wf, &mut inst, Event::Start, now, &calendars, &limits);
+    assert_eq!(t.steps, 25);
+    match inst.status {
+        Status::Failed { error, .. } => {
+            assert!(
+                error.contains("more than 25 steps without waiting"),
+                "{error}"
+            )
+        }
         other => panic!("{other:?}"),
     }
 }

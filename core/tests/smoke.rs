@@ -1,7 +1,7 @@
 //! Smoke tests: a workflow with parallel branches, waits and a switch runs to the end, and the shipped workflows are valid.
 
 use chrono::{TimeZone, Utc};
-use clearflow_core::engine::{self, Event};
+use clearflow_core::engine::{self, Env, Event};
 use serde_json::json;
 
 #[test]
@@ -34,10 +34,7 @@ steps:
     let cals = clearflow_time::Calendars::default();
     let (mut inst, fx) = engine::create(&wf, "i1".into(), json!({"n": 10}), None, now).unwrap();
     assert!(fx.is_empty());
-    let env = engine::Env {
-        now,
-        calendars: &cals,
-    };
+    let env = Env::new(now, &cals);
     let t = engine::apply(&wf, &mut inst, Event::Start, &env);
     println!("{:#?}", t);
     let timer = match &t.effects[0] {
@@ -48,10 +45,7 @@ steps:
         &wf,
         &mut inst,
         Event::Timer { timer },
-        &engine::Env {
-            now: now + chrono::TimeDelta::hours(1),
-            calendars: &cals,
-        },
+        &Env::new(now + chrono::TimeDelta::hours(1), &cals),
     );
     println!("{:#?}", t);
     assert_eq!(inst.status.outcome(), Some("big"));

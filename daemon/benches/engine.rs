@@ -457,7 +457,8 @@ impl Bench {
                 max_output_bytes: None,
                 config: None,
             };
-            clearflow_runtime::plugins::load(&host, &[decl], dir).expect("loading echo")
+            clearflow_runtime::plugins::load(&host, &[decl], dir, &Default::default())
+                .expect("loading echo")
         } else {
             Arc::new(clearflow_runtime::worker::NoPlugins)
         };
@@ -470,6 +471,7 @@ impl Bench {
                     calendars: wf_dir.join("calendars"),
                     templates: wf_dir.join("templates"),
                     users: None,
+                    limits: Default::default(),
                 },
                 &plugin_names,
                 &store,

@@ -134,6 +134,7 @@ async fn scenario(
                 calendars: wf_dir.join("calendars"),
                 templates: Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows/templates"),
                 users: None,
+                limits: Default::default(),
             },
             &[],
             &store,

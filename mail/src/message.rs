@@ -72,6 +72,7 @@ const MANAGED_HEADERS: &[&str] = &[
 ];
 
 /// A message ready for any transport: the envelope and the RFC 5322 bytes (CRLF line ends).
+#[derive(Clone)]
 pub(crate) struct Built {
     pub(crate) envelope: Envelope,
     pub(crate) bytes: Vec<u8>,
@@ -151,6 +152,27 @@ pub(crate) fn build(mail: &Mail) -> Result<Built, SendError> {
         envelope,
         bytes: message.formatted(),
     })
+}
+
+impl Built {
+    /// The same message for each envelope recipient alone, with the recipient's address.
+    pub(crate) fn each_recipient(&self) -> Vec<(String, Built)> {
+        self.envelope
+            .to()
+            .iter()
+            .filter_map(|a| {
+                let envelope =
+                    Envelope::new(self.envelope.from().cloned(), vec![a.clone()]).ok()?;
+                Some((
+                    a.to_string(),
+                    Built {
+                        envelope,
+                        bytes: self.bytes.clone(),
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 fn mailbox(field: &str, text: &str) -> Result<Mailbox, SendError> {

@@ -45,6 +45,40 @@ impl Transport {
         })
     }
 
+    /// Builds the message once and delivers it to each envelope recipient (every address
+    /// of `to`, `cc` and `bcc` once) for which `pending` is true, in a transaction of its
+    /// own, so a server that refuses one recipient refuses only that one. Returns each
+    /// recipient's address (as in the envelope) with its result, in envelope order; an
+    /// `Err` when the message cannot be built at all (permanent for every recipient).
+    pub async fn send_each(
+        &self,
+        mail: &Mail,
+        pending: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, Result<Delivered, SendError>)>, SendError> {
+        let built = build(mail)?;
+        let mut out = Vec::new();
+        for (address, one) in built.each_recipient() {
+            if !pending(&address) {
+                continue;
+            }
+            if let Some(limiter) = &self.inner.limiter {
+                limiter.acquire().await;
+            }
+            let result = match &self.inner.kind {
+                Kind::Smtp(smtp) => smtp.send(&one).await,
+                Kind::Maildir(maildir) => maildir.deliver(&one).await,
+            };
+            match &result {
+                Ok(_) => tracing::debug!(mail = %mail.id, "mail delivered to one recipient"),
+                Err(e) => {
+                    tracing::debug!(mail = %mail.id, class = %e.kind, code = ?e.code(), "mail not delivered to one recipient")
+                }
+            }
+            out.push((address, result));
+        }
+        Ok(out)
+    }
+
     /// Builds and delivers one message to every recipient in `to`, `cc` and `bcc`.
     ///
     /// The message either goes to all envelope recipients or the send fails: a recipient

@@ -317,8 +317,16 @@ pub struct PluginConfig {
 
 impl PluginConfig {
     /// The host's declaration for this plugin; relative paths are read from `base`.
-    pub fn decl(&self, base: &Path) -> clearflow_plugin_host::PluginDecl {
-        let mut limits = clearflow_plugin_host::Limits::default();
+    /// Its log is bounded by `limits.plugin_log_bytes`.
+    pub fn decl(
+        &self,
+        base: &Path,
+        bounds: &clearflow_core::Limits,
+    ) -> clearflow_plugin_host::PluginDecl {
+        let mut limits = clearflow_plugin_host::Limits {
+            max_log_bytes: usize::try_from(bounds.plugin_log_bytes).unwrap_or(usize::MAX),
+            ..Default::default()
+        };
         if let Some(t) = self.timeout_ms {
             limits.timeout = std::time::Duration::from_millis(t);
         }

@@ -136,6 +136,7 @@ pub fn sources(cfg: &Config) -> Sources {
         calendars: cfg.workflows.calendars_dir(),
         templates: cfg.templates_dir(),
         users: cfg.directory.users.clone(),
+        limits: cfg.limits.clone(),
     }
 }
 
@@ -172,12 +173,13 @@ impl Runtime {
                 .map_err(|e| OpenError::PluginHost(e.to_string()))?,
         );
         let base = std::env::current_dir()?;
-        let plugins = crate::plugins::load(&host, &cfg.plugins, &base).map_err(|errors| {
-            for e in &errors {
-                tracing::error!("{e}");
-            }
-            OpenError::Plugins(errors)
-        })?;
+        let plugins =
+            crate::plugins::load(&host, &cfg.plugins, &base, &cfg.limits).map_err(|errors| {
+                for e in &errors {
+                    tracing::error!("{e}");
+                }
+                OpenError::Plugins(errors)
+            })?;
         tracing::info!(plugins = cfg.plugins.len(), "plugins loaded");
         let store = Store::open(&cfg.store)
             .await
@@ -329,7 +331,7 @@ impl Runtime {
                 return;
             }
         };
-        match crate::plugins::load(&self.host, &decls, &self.base) {
+        match crate::plugins::load(&self.host, &decls, &self.base, &self.cfg.limits) {
             Ok(p) => {
                 *self.worker.plugins.write().expect("lock") = p;
                 tracing::info!(plugins = decls.len(), "plugins reloaded");

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::clock::{Clock, ms};
 use crate::config::MailConfig;
 use crate::registry::Deployment;
-use clearflow_store::{MailOutcome, NewMail, Store, StoreError};
+use clearflow_store::{Delivery, MailOutcome, NewMail, RecipientDelivery, Store, StoreError};
 
 /// Counters for metrics.
 #[derive(Default)]
@@ -302,10 +302,11 @@ impl Mailer {
                 .await
                 .expect("semaphore open");
             tasks.spawn(async move {
-                let outcome = me.deliver(&c.mail, c.attempts).await;
+                let mut delivery = c.delivery;
+                let outcome = me.deliver(&c.mail, c.attempts, &mut delivery).await;
                 let result = me
                     .store
-                    .finish_mail(&c.mail.id, &outcome, ms(me.clock.now()))
+                    .finish_mail(&c.mail.id, &outcome, &delivery, ms(me.clock.now()))
                     .await;
                 drop(permit);
                 result
@@ -323,7 +324,9 @@ impl Mailer {
         Ok(n)
     }
 
-    async fn deliver(&self, m: &NewMail, attempts: i64) -> MailOutcome {
+    /// Sends `m` to the recipients `delivery` does not hold yet, recording each result
+    /// there.
+    async fn deliver(&self, m: &NewMail, attempts: i64, delivery: &mut Delivery) -> MailOutcome {
         use std::sync::atomic::Ordering::Relaxed;
         if let Some(reason) = unsendable(m) {
             self.counters.dead.fetch_add(1, Relaxed);
@@ -381,32 +384,93 @@ impl Mailer {
             html: m.html.clone(),
             headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
         };
-        let result = self.transport.send(&mail).await;
+        // One transaction per recipient: a refused address is recorded on that recipient
+        // and the others still get the message; who already has it is not sent it again.
+        let key = |address: &str| match &secret {
+            Some(a) if a.eq_ignore_ascii_case(address) => REPORTER.to_owned(),
+            _ => address.to_owned(),
+        };
+        let results = self
+            .transport
+            .send_each(&mail, |a| !delivery.contains_key(&key(a)))
+            .await;
         drop(mail);
-        match result.map(|d| scrub(d.reply)).map_err(|mut e| {
-            e.reply = scrub(std::mem::take(&mut e.reply));
-            e
-        }) {
-            Ok(reply) => {
-                self.counters.sent.fetch_add(1, Relaxed);
-                tracing::info!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "mail sent");
-                MailOutcome::Sent(reply)
-            }
-            Err(e) if e.is_temporary() && attempts + 1 < i64::from(self.cfg.max_attempts) => {
-                self.counters.retried.fetch_add(1, Relaxed);
-                let at = self.clock.now() + self.backoff(&m.id, attempts);
-                tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class = %e.kind, code = ?e.code(), attempt = attempts + 1, retry_at = %at, "mail delivery failed; will retry");
-                MailOutcome::Retry(ms(at), e.reply)
-            }
+        let results = match results {
+            Ok(r) => r,
             Err(e) => {
                 self.counters.dead.fetch_add(1, Relaxed);
-                let why = if e.is_temporary() {
-                    format!("gave up after {} attempts: {}", attempts + 1, e.reply)
-                } else {
-                    e.reply.clone()
-                };
-                tracing::error!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class = %e.kind, code = ?e.code(), attempt = attempts + 1, "mail is a dead letter");
-                MailOutcome::Dead(why)
+                tracing::error!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, class = %e.kind, "mail cannot be built; a dead letter");
+                return MailOutcome::Dead(scrub(e.reply));
+            }
+        };
+        let at = ms(self.clock.now());
+        let mut temporary: Vec<(String, String)> = Vec::new();
+        for (address, result) in results {
+            let (state, reply) = match result {
+                Ok(d) => ("sent", scrub(d.reply)),
+                Err(e) if e.is_temporary() => {
+                    temporary.push((key(&address), scrub(e.reply)));
+                    continue;
+                }
+                Err(e) => ("refused", scrub(e.reply)),
+            };
+            delivery.insert(
+                key(&address),
+                RecipientDelivery {
+                    state: state.into(),
+                    reply,
+                    at,
+                },
+            );
+        }
+        if let Some((_, reply)) = temporary.first() {
+            if attempts + 1 < i64::from(self.cfg.max_attempts) {
+                self.counters.retried.fetch_add(1, Relaxed);
+                let retry_at = self.clock.now() + self.backoff(&m.id, attempts);
+                tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, pending = temporary.len(), attempt = attempts + 1, retry_at = %retry_at, "mail delivery failed for some recipients; will retry them");
+                return MailOutcome::Retry(ms(retry_at), reply.clone());
+            }
+            for (recipient, reply) in temporary {
+                delivery.insert(
+                    recipient,
+                    RecipientDelivery {
+                        state: "refused".into(),
+                        reply: format!("gave up after {} attempts: {reply}", attempts + 1),
+                        at,
+                    },
+                );
+            }
+        }
+        let total = delivery.len();
+        let refused: Vec<&RecipientDelivery> =
+            delivery.values().filter(|d| d.state == "refused").collect();
+        let accepted = delivery.values().rev().find(|d| d.state == "sent");
+        match accepted {
+            None => {
+                self.counters.dead.fetch_add(1, Relaxed);
+                tracing::error!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, recipients = total, "every recipient refused the mail; a dead letter");
+                MailOutcome::Dead(
+                    refused
+                        .first()
+                        .map_or_else(String::new, |d| d.reply.clone()),
+                )
+            }
+            Some(ok) if refused.is_empty() => {
+                self.counters.sent.fetch_add(1, Relaxed);
+                tracing::info!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, "mail sent");
+                MailOutcome::Sent(ok.reply.clone())
+            }
+            Some(ok) => {
+                self.counters.sent.fetch_add(1, Relaxed);
+                tracing::warn!(mail = %m.id, instance = ?m.instance_id, step = ?m.step, refused = refused.len(), recipients = total, "mail sent; some recipients refused it");
+                MailOutcome::Partial(
+                    ok.reply.clone(),
+                    format!(
+                        "refused for {} of {total} recipients: {}",
+                        refused.len(),
+                        refused[0].reply
+                    ),
+                )
             }
         }
     }

@@ -54,8 +54,9 @@ pub fn load(
     host: &Host,
     decls: &[PluginConfig],
     base: &Path,
+    limits: &clearflow_core::Limits,
 ) -> Result<Arc<dyn PluginRunner>, Vec<clearflow_plugin_host::LoadError>> {
-    let decls: Vec<_> = decls.iter().map(|d| d.decl(base)).collect();
+    let decls: Vec<_> = decls.iter().map(|d| d.decl(base, limits)).collect();
     host.load(&decls)
         .map(|p| Arc::new(Loaded(p)) as Arc<dyn PluginRunner>)
 }

@@ -87,6 +87,8 @@ pub struct Sources {
     pub templates: PathBuf,
     /// The users file.
     pub users: Option<PathBuf>,
+    /// The bounds a workflow must keep to load (`[limits]`).
+    pub limits: clearflow_core::Limits,
 }
 
 /// The result of reading a folder of workflow files.
@@ -111,7 +113,11 @@ pub fn workflow_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// Reads and compiles files (or every workflow file of folders), then checks them together
 /// and, when `templates` are given, checks every notify step against them.
-pub fn load_paths(paths: &[PathBuf], templates: Option<&Templates>) -> Loaded {
+pub fn load_paths(
+    paths: &[PathBuf],
+    templates: Option<&Templates>,
+    limits: &clearflow_core::Limits,
+) -> Loaded {
     let mut files = Vec::new();
     let mut diagnostics = Vec::new();
     for p in paths {
@@ -128,7 +134,7 @@ pub fn load_paths(paths: &[PathBuf], templates: Option<&Templates>) -> Loaded {
     for f in files {
         let name = f.display().to_string();
         match std::fs::read_to_string(&f) {
-            Ok(src) => match clearflow_core::load(&name, &src) {
+            Ok(src) => match clearflow_core::compile::load_with_limits(&name, &src, limits) {
                 Ok(wf) => workflows.push(Arc::new(wf)),
                 Err(d) => diagnostics.extend(d),
             },
@@ -246,7 +252,11 @@ impl Registry {
                 }
             }
         }
-        let mut loaded = load_paths(std::slice::from_ref(&src.workflows), templates.as_ref());
+        let mut loaded = load_paths(
+            std::slice::from_ref(&src.workflows),
+            templates.as_ref(),
+            &src.limits,
+        );
         // A plugin step must name a declared plugin; otherwise the workflow is refused.
         loaded.workflows.retain(|wf| {
             let missing: Vec<Diagnostic> = wf

@@ -20,12 +20,20 @@ use uuid::Uuid;
 use crate::clock::{Clock, ms};
 use crate::config::{EngineConfig, MailConfig};
 use crate::registry::{Deployment, Registry};
+use clearflow_core::Limit;
 use clearflow_store::{
-    Advance, Claimed, NewHistory, NewInstance, NewTask, Started, Store, StoreError, TaskOp,
+    Advance, ArmTimer, Claimed, InstanceEvent, NewHistory, NewInstance, NewTask, ParentLink,
+    Started, Store, StoreError, Subscription, TaskOp,
 };
 
-/// Deepest chain of concurrent starts created for one instance.
-const MAX_START_DEPTH: usize = 16;
+/// Where a started instance hangs: the link in its parent, the workflows above it in its
+/// chain of starts (root first), and whether it is left running when the parent is
+/// cancelled.
+pub struct Origin {
+    link: ParentLink,
+    ancestors: Vec<String>,
+    detached: bool,
+}
 
 /// Fewest instances per parallel chunk of a round: smaller rounds run on one thread.
 const MIN_CHUNK: usize = 8;
@@ -390,7 +398,8 @@ impl Worker {
             hook(&wf.id, &c.id);
         }
         let calendars = deployment.calendars();
-        let env = engine::Env { now, calendars };
+        let env = engine::Env::with_limits(now, calendars, &self.limits);
+        let mut sliced = false;
         let mut steps = 0u64;
         let mut mails = Vec::new();
         let mut queue: VecDeque<(engine::Transition, String)> = VecDeque::new();
@@ -408,6 +417,7 @@ impl Worker {
             }
             while let Some((t, actor)) = queue.pop_front() {
                 steps += u64::from(t.steps);
+                sliced |= t.sliced;
                 for h in t.history {
                     if h.kind == "deadline_provisional" {
                         crate::provisional::warn(&c.id, &h);
@@ -425,6 +435,32 @@ impl Worker {
                     );
                 }
             }
+        }
+        if sliced && !inst.ended() {
+            // The step budget ran out with tokens ready: the instance continues in a
+            // later round, after the others due now.
+            adv.notify.push(InstanceEvent {
+                instance: c.id.clone(),
+                payload: serde_json::to_string(&Event::Continue).expect("event serialises"),
+            });
+        }
+        if let engine::Status::Cancelled { reason } = &inst.status {
+            let event = Event::Cancel {
+                reason: format!(
+                    "the instance that started it ({}) was cancelled: {reason}",
+                    c.id
+                ),
+            };
+            adv.cancel_children = Some(serde_json::to_string(&event).expect("event serialises"));
+        }
+        let rows = c.history_rows.max(0) as u64 + adv.history.len() as u64;
+        if let Err(e) = self.limits.check(Limit::HistoryRows, rows) {
+            tracing::error!(instance = %c.id, "{e}");
+            return Advanced {
+                adv: failed(c, e.to_string()),
+                steps,
+                mails: Vec::new(),
+            };
         }
         adv.state = serde_json::to_string(&inst).expect("instance state serialises");
         adv.status = inst.status.name().into();
@@ -450,25 +486,30 @@ impl Worker {
             Effect::ArmTimer { timer, at } => {
                 let payload =
                     serde_json::to_string(&Event::Timer { timer }).expect("event serialises");
-                adv.arm.push((i64::from(timer), ms(at), payload));
+                adv.arm.push(ArmTimer {
+                    timer: i64::from(timer),
+                    due_at: ms(at),
+                    payload,
+                });
             }
             Effect::CancelTimer { timer } => {
                 let before = adv.arm.len();
-                adv.arm.retain(|(t, _, _)| *t != i64::from(timer));
+                adv.arm.retain(|t| t.timer != i64::from(timer));
                 if adv.arm.len() == before {
                     adv.cancel.push(i64::from(timer));
                 }
             }
             Effect::Subscribe { name, key } => {
-                adv.unsubscribe
-                    .retain(|s| *s != (name.clone(), key.clone()));
-                adv.subscribe.push((name, key));
+                let sub = Subscription { name, key };
+                adv.unsubscribe.retain(|s| *s != sub);
+                adv.subscribe.push(sub);
             }
             Effect::Unsubscribe { name, key } => {
+                let sub = Subscription { name, key };
                 let before = adv.subscribe.len();
-                adv.subscribe.retain(|s| *s != (name.clone(), key.clone()));
+                adv.subscribe.retain(|s| *s != sub);
                 if adv.subscribe.len() == before {
-                    adv.unsubscribe.push((name, key));
+                    adv.unsubscribe.push(sub);
                 }
             }
             Effect::CallPlugin {
@@ -527,15 +568,24 @@ impl Worker {
                 input,
                 link,
                 seq,
+                detached,
             } => {
-                match self.tree(
-                    &workflow,
-                    input,
-                    Some((inst.id.clone(), link.clone(), i64::from(seq))),
-                    actor,
-                    None,
-                    env.now,
-                ) {
+                let started = c.children_started.max(0) as u64 + adv.children_started() as u64 + 1;
+                let origin = Origin {
+                    link: ParentLink {
+                        instance: inst.id.clone(),
+                        link: link.clone(),
+                        seq: i64::from(seq),
+                    },
+                    ancestors: c.ancestors.iter().cloned().chain([wf.id.clone()]).collect(),
+                    detached,
+                };
+                let tree = self
+                    .limits
+                    .check(Limit::ChildrenPerInstance, started)
+                    .map_err(|e| StartError::Invalid(e.to_string()))
+                    .and_then(|()| self.tree(&workflow, input, Some(origin), actor, None, env.now));
+                match tree {
                     Ok(tree) => adv.children.extend(tree),
                     Err(e) => {
                         // The link ends at once as failed, so a step awaiting it does not hang.
@@ -555,17 +605,17 @@ impl Worker {
                 }
             }
             Effect::Ended { outcome, output } => {
-                if let Some((parent, link, seq)) = &c.parent {
+                if let Some(parent) = &c.parent {
                     let event = Event::LinkEnded {
-                        link: link.clone(),
-                        seq: *seq as u32,
+                        link: parent.link.clone(),
+                        seq: parent.seq as u32,
                         outcome,
                         output,
                     };
-                    adv.notify = Some((
-                        parent.clone(),
-                        serde_json::to_string(&event).expect("event serialises"),
-                    ));
+                    adv.notify.push(InstanceEvent {
+                        instance: parent.instance.clone(),
+                        payload: serde_json::to_string(&event).expect("event serialises"),
+                    });
                 }
             }
             Effect::QueueMail {
@@ -736,7 +786,7 @@ impl Worker {
         &self,
         workflow: &str,
         input: Value,
-        parent: Option<(String, String, i64)>,
+        origin: Option<Origin>,
         actor: &str,
         idempotency_key: Option<String>,
         now: DateTime<Utc>,
@@ -744,11 +794,16 @@ impl Worker {
         let catalog = self.registry.catalog();
         let start = serde_json::to_string(&Event::Start).expect("event serialises");
         let mut out = Vec::new();
-        let mut pending = vec![(workflow.to_owned(), input, parent, idempotency_key, 0usize)];
-        while let Some((workflow, input, parent, key, depth)) = pending.pop() {
-            if depth > MAX_START_DEPTH {
+        let mut pending = vec![(workflow.to_owned(), input, origin, idempotency_key)];
+        while let Some((workflow, input, origin, key)) = pending.pop() {
+            let ancestors = origin
+                .as_ref()
+                .map_or_else(Vec::new, |o| o.ancestors.clone());
+            let depth = ancestors.len() as u64 + 1;
+            if let Err(e) = self.limits.check(Limit::StartDepth, depth) {
                 return Err(StartError::Invalid(format!(
-                    "concurrent starts nest deeper than {MAX_START_DEPTH}"
+                    "{e}: starting `{workflow}` after {}",
+                    ancestors.join(" → ")
                 )));
             }
             let wf = catalog
@@ -764,15 +819,19 @@ impl Worker {
                     input,
                     link,
                     seq,
+                    detached,
                 } = e
                 {
-                    pending.push((
-                        workflow,
-                        input,
-                        Some((id.clone(), link, i64::from(seq))),
-                        None,
-                        depth + 1,
-                    ));
+                    let origin = Origin {
+                        link: ParentLink {
+                            instance: id.clone(),
+                            link,
+                            seq: i64::from(seq),
+                        },
+                        ancestors: ancestors.iter().cloned().chain([wf.id.clone()]).collect(),
+                        detached,
+                    };
+                    pending.push((workflow, input, Some(origin), None));
                 }
             }
             out.push(NewInstance {
@@ -786,7 +845,9 @@ impl Worker {
                 workflow: wf.id.clone(),
                 def_hash: wf.hash.clone(),
                 state: serde_json::to_string(&inst).expect("instance state serialises"),
-                parent,
+                detached: origin.as_ref().is_some_and(|o| o.detached),
+                parent: origin.map(|o| o.link),
+                ancestors,
                 idempotency_key: key,
                 start_event: start.clone(),
                 actor: actor.to_owned(),
@@ -851,9 +912,25 @@ struct Panicked {
     message: String,
 }
 
-/// The advance that ends `c` as failed for `error`, its state as it was.
+/// The advance that ends `c` as failed for `error`, its state as it was; the instance
+/// that started it hears that it failed, so a step awaiting it does not hang.
 fn failed(c: &Claimed, error: String) -> Advance {
+    let notify = c
+        .parent
+        .iter()
+        .map(|p| InstanceEvent {
+            instance: p.instance.clone(),
+            payload: serde_json::to_string(&Event::LinkEnded {
+                link: p.link.clone(),
+                seq: p.seq as u32,
+                outcome: "failed".into(),
+                output: json!({ "error": error }),
+            })
+            .expect("event serialises"),
+        })
+        .collect();
     Advance {
+        notify,
         id: c.id.clone(),
         version: c.version,
         consumed: c.events.iter().map(|e| e.id).collect(),

@@ -76,14 +76,30 @@ pub struct NewInstance {
     pub def_hash: String,
     /// Initial state (JSON).
     pub state: String,
-    /// Parent id, link name and link sequence.
-    pub parent: Option<(String, String, i64)>,
+    /// The instance that started it, and under which link.
+    pub parent: Option<ParentLink>,
+    /// The workflows of the instances above it in its chain of starts, root first.
+    pub ancestors: Vec<String>,
+    /// Not cancelled with its parent (`on_parent_cancel: abandon`).
+    pub detached: bool,
     /// Idempotency key (roots only).
     pub idempotency_key: Option<String>,
     /// The start event's payload.
     pub start_event: String,
     /// Who started it.
     pub actor: String,
+}
+
+/// Where an instance hangs in its parent: the parent, the link name and which start of
+/// the link it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentLink {
+    /// The parent instance's id.
+    pub instance: String,
+    /// The link name (a `start` step's `as`, or the step id).
+    pub link: String,
+    /// Which start of the link.
+    pub seq: i64,
 }
 
 /// The outcome of starting one tree of instances.
@@ -115,8 +131,14 @@ pub struct Claimed {
     pub state: String,
     /// Optimistic-concurrency version.
     pub version: i64,
-    /// Parent id, link name and link sequence.
-    pub parent: Option<(String, String, i64)>,
+    /// The instance that started it, and under which link.
+    pub parent: Option<ParentLink>,
+    /// The workflows above it in its chain of starts, root first.
+    pub ancestors: Vec<String>,
+    /// How many instances it has started over its life.
+    pub children_started: i64,
+    /// How many history rows it has.
+    pub history_rows: i64,
     /// Due events, in order.
     pub events: Vec<PendingEvent>,
 }
@@ -164,22 +186,66 @@ pub struct Advance {
     pub consumed: Vec<i64>,
     /// History to append.
     pub history: Vec<NewHistory>,
-    /// Timers to store: timer id, due time, payload.
-    pub arm: Vec<(i64, i64, String)>,
+    /// Timers to store.
+    pub arm: Vec<ArmTimer>,
     /// Timers to delete.
     pub cancel: Vec<i64>,
     /// Keyed subscriptions to add.
-    pub subscribe: Vec<(String, String)>,
+    pub subscribe: Vec<Subscription>,
     /// Keyed subscriptions to drop.
-    pub unsubscribe: Vec<(String, String)>,
+    pub unsubscribe: Vec<Subscription>,
     /// Instances to create (linked children), each with its start event.
     pub children: Vec<NewInstance>,
-    /// An event for another instance (the parent, when this one ended): id, payload.
-    pub notify: Option<(String, String)>,
+    /// Events for instances, due now: the parent when this one ended, or this instance
+    /// itself when its advance ran out of its step budget and continues in the next round.
+    pub notify: Vec<InstanceEvent>,
+    /// When set, the instance ended cancelled and this event (a cancellation) is sent to
+    /// each of its running children that is not detached, in the same transaction.
+    pub cancel_children: Option<String>,
     /// Mail to queue.
     pub mails: Vec<NewMail>,
     /// Task rows to create, reassign, reopen or close, in order.
     pub tasks: Vec<TaskOp>,
+}
+
+impl Advance {
+    /// How many of the instances it creates are its own children (the rest are started
+    /// by those, in the same transaction).
+    pub fn children_started(&self) -> i64 {
+        self.children
+            .iter()
+            .filter(|c| c.parent.as_ref().is_some_and(|p| p.instance == self.id))
+            .count() as i64
+    }
+}
+
+/// A timer to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmTimer {
+    /// The timer's id within the instance.
+    pub timer: i64,
+    /// When it falls due (ms).
+    pub due_at: i64,
+    /// The event it delivers (JSON).
+    pub payload: String,
+}
+
+/// A keyed subscription: the instance receives events named `name` with this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The event name.
+    pub name: String,
+    /// The correlation key.
+    pub key: String,
+}
+
+/// An event for an instance, sent by the instance that advanced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceEvent {
+    /// The instance it is for.
+    pub instance: String,
+    /// The engine event (JSON).
+    pub payload: String,
 }
 
 /// A rendered message to queue in the outbox.
@@ -240,6 +306,8 @@ pub struct MailRecord {
     pub created_at: i64,
     /// Sent (ms).
     pub sent_at: Option<i64>,
+    /// Each recipient's delivery so far (see [`RecipientDelivery`]).
+    pub delivery: serde_json::Value,
 }
 
 /// A claimed message, ready to send.
@@ -249,13 +317,32 @@ pub struct ClaimedMail {
     pub mail: NewMail,
     /// Attempts made before this one.
     pub attempts: i64,
+    /// The recipients already dealt with (sent or refused), by recipient.
+    pub delivery: Delivery,
+}
+
+/// Each recipient's delivery of a message, by recipient (its address, or `reporter`).
+pub type Delivery = std::collections::BTreeMap<String, RecipientDelivery>;
+
+/// How the delivery to one recipient ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecipientDelivery {
+    /// `sent` or `refused`.
+    pub state: String,
+    /// The server's reply.
+    pub reply: String,
+    /// When (ms).
+    pub at: i64,
 }
 
 /// How a send attempt ended.
 #[derive(Debug, Clone)]
 pub enum MailOutcome {
-    /// Delivered, with the server's reply.
+    /// Delivered to every recipient, with the server's last reply.
     Sent(String),
+    /// Delivered to some recipients and refused by the others, for good: the message is
+    /// done (`sent`), with the last accepted reply and what the refusals were.
+    Partial(String, String),
     /// Try again at this time (ms), after this error.
     Retry(i64, String),
     /// Give up: a dead letter with this reply.
@@ -579,7 +666,7 @@ impl Store {
             "UPDATE instances SET lease_owner = $1, lease_until = $2 WHERE id IN (\
              SELECT id FROM instances WHERE wake_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
              ORDER BY wake_at LIMIT $4{lock}) \
-             RETURNING id, def_hash, state, version, parent_id, parent_link, parent_seq"
+             RETURNING id, def_hash, state, version, parent_id, parent_link, parent_seq, ancestors, children_started, history_rows"
         );
         let mut tx = self.begin().await?;
         let rows = sqlx::query(&sql)
@@ -602,14 +689,18 @@ impl Store {
                     def_hash: r.get("def_hash"),
                     state: r.get("state"),
                     version: r.get("version"),
-                    parent: parent_id.map(|p| {
-                        (
-                            p,
-                            r.get::<Option<String>, _>("parent_link")
-                                .unwrap_or_default(),
-                            r.get::<Option<i64>, _>("parent_seq").unwrap_or_default(),
-                        )
+                    parent: parent_id.map(|instance| ParentLink {
+                        instance,
+                        link: r
+                            .get::<Option<String>, _>("parent_link")
+                            .unwrap_or_default(),
+                        seq: r.get::<Option<i64>, _>("parent_seq").unwrap_or_default(),
                     }),
+                    // A list this daemon wrote; an unreadable one counts as a root.
+                    ancestors: serde_json::from_str(&r.get::<String, _>("ancestors"))
+                        .unwrap_or_default(),
+                    children_started: r.get("children_started"),
+                    history_rows: r.get("history_rows"),
                     events: Vec::new(),
                 }
             })
@@ -723,7 +814,7 @@ impl Store {
             timers.extend(
                 a.arm
                     .iter()
-                    .map(|(t, at, p)| (a.id.as_str(), *t, *at, p.as_str())),
+                    .map(|t| (a.id.as_str(), t.timer, t.due_at, t.payload.as_str())),
             );
             if a.ended {
                 ended.push(a.id.as_str());
@@ -739,18 +830,18 @@ impl Store {
                     }
                     q.execute(&mut *tx).await?;
                 }
-                for (name, key) in &a.subscribe {
+                for sub in &a.subscribe {
                     sqlx::query("INSERT INTO subscriptions (name, key, instance_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                        .bind(name)
-                        .bind(key)
+                        .bind(&sub.name)
+                        .bind(&sub.key)
                         .bind(&a.id)
                         .execute(&mut *tx)
                         .await?;
                 }
-                for (name, key) in &a.unsubscribe {
+                for sub in &a.unsubscribe {
                     sqlx::query("DELETE FROM subscriptions WHERE name = $1 AND key = $2 AND instance_id = $3")
-                        .bind(name)
-                        .bind(key)
+                        .bind(&sub.name)
+                        .bind(&sub.key)
                         .bind(&a.id)
                         .execute(&mut *tx)
                         .await?;
@@ -760,15 +851,36 @@ impl Store {
             for m in &a.mails {
                 insert_mail(&mut tx, m, now).await?;
             }
-            if let Some((target, payload)) = &a.notify {
+            for n in &a.notify {
                 sqlx::query("INSERT INTO events (instance_id, due_at, kind, timer_id, payload, actor) VALUES ($1, $2, 'event', NULL, $3, $4)")
-                    .bind(target)
+                    .bind(&n.instance)
                     .bind(now)
-                    .bind(payload)
+                    .bind(&n.payload)
                     .bind(format!("instance:{}", a.id))
                     .execute(&mut *tx)
                     .await?;
-                woken.push(target.clone());
+                woken.push(n.instance.clone());
+            }
+            if let Some(payload) = &a.cancel_children {
+                // One level per transaction: each child cancels its own children when
+                // it advances, so a tree of any size is cancelled in bounded steps.
+                let rows = sqlx::query(
+                    "SELECT id FROM instances WHERE parent_id = $1 AND ended_at IS NULL AND detached = 0",
+                )
+                .bind(&a.id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in rows {
+                    let child: String = r.get("id");
+                    sqlx::query("INSERT INTO events (instance_id, due_at, kind, timer_id, payload, actor) VALUES ($1, $2, 'event', NULL, $3, $4)")
+                        .bind(&child)
+                        .bind(now)
+                        .bind(payload)
+                        .bind(format!("instance:{}", a.id))
+                        .execute(&mut *tx)
+                        .await?;
+                    woken.push(child);
+                }
             }
         }
         for chunk in pow2_chunks(&ended, 512) {
@@ -863,22 +975,25 @@ impl Store {
         for chunk in pow2_chunks(batch, 256) {
             let values = (0..chunk.len())
                 .map(|i| {
-                    let k = 6 * i + 1;
+                    let k = 8 * i + 1;
                     format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
                         k + 1,
                         k + 2,
                         k + 3,
                         k + 4,
                         k + 5,
-                        k + 6
+                        k + 6,
+                        k + 7,
+                        k + 8
                     )
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
             let sql = format!(
-                "WITH v (v_id, v_version, v_state, v_status, v_outcome, v_ended_at) AS (VALUES {values}) \
+                "WITH v (v_id, v_version, v_state, v_status, v_outcome, v_ended_at, v_children, v_history) AS (VALUES {values}) \
                  UPDATE instances SET state = v_state, status = v_status, outcome = v_outcome, version = version + 1, \
+                 children_started = children_started + v_children, history_rows = history_rows + v_history, \
                  updated_at = $1, ended_at = v_ended_at, lease_owner = NULL, lease_until = NULL, \
                  wake_at = (SELECT MIN(e.due_at) FROM events e WHERE e.instance_id = instances.id) \
                  FROM v WHERE id = v_id AND version = v_version RETURNING id"
@@ -891,7 +1006,9 @@ impl Store {
                     .bind(&a.state)
                     .bind(&a.status)
                     .bind(&a.outcome)
-                    .bind(a.ended.then_some(now));
+                    .bind(a.ended.then_some(now))
+                    .bind(a.children_started())
+                    .bind(a.history.len() as i64);
             }
             let rows = q.fetch_all(&mut *tx).await?;
             if rows.len() != chunk.len() {
@@ -1107,7 +1224,7 @@ impl Store {
             "UPDATE outbox SET lease_owner = $1, lease_until = $2 WHERE id IN (\
              SELECT id FROM outbox WHERE status = 'queued' AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $3) \
              ORDER BY next_attempt_at LIMIT $4{lock}) \
-             RETURNING id, instance_id, step, message_id, sender, recipients, subject, text_body, html_body, locale, attempts"
+             RETURNING id, instance_id, step, message_id, sender, recipients, subject, text_body, html_body, locale, attempts, delivery"
         );
         let mut tx = self.begin().await?;
         let rows = sqlx::query(&sql)
@@ -1146,6 +1263,9 @@ impl Store {
                         locale: r.try_get("locale")?,
                     },
                     attempts: r.try_get("attempts")?,
+                    // Written only by `finish_mail`; unreadable counts as nobody reached.
+                    delivery: serde_json::from_str(&r.try_get::<String, _>("delivery")?)
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -1153,30 +1273,41 @@ impl Store {
     }
 
     /// Records how a send attempt ended, releasing the claim.
+    /// `delivery` is each recipient's state after this attempt.
     pub async fn finish_mail(
         &self,
         id: &str,
         outcome: &MailOutcome,
+        delivery: &Delivery,
         now: i64,
     ) -> Result<(), StoreError> {
         let q = match outcome {
             MailOutcome::Sent(reply) => sqlx::query(
-                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, reply = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, reply = $2, lease_owner = NULL, lease_until = NULL, delivery = $3 WHERE id = $4",
             )
             .bind(now)
             .bind(reply.clone()),
+            MailOutcome::Partial(reply, error) => sqlx::query(
+                "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = $1, reply = $2, last_error = $3, lease_owner = NULL, lease_until = NULL, delivery = $4 WHERE id = $5",
+            )
+            .bind(now)
+            .bind(reply.clone())
+            .bind(error.clone()),
             MailOutcome::Retry(at, error) => sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, delivery = $3 WHERE id = $4",
             )
             .bind(*at)
             .bind(error.clone()),
             MailOutcome::Dead(error) => sqlx::query(
-                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, next_attempt_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                "UPDATE outbox SET status = 'dead', attempts = attempts + 1, next_attempt_at = $1, last_error = $2, lease_owner = NULL, lease_until = NULL, delivery = $3 WHERE id = $4",
             )
             .bind(now)
             .bind(error.clone()),
         };
-        q.bind(id.to_owned()).execute(&self.pool).await?;
+        q.bind(serde_json::to_string(delivery).expect("delivery serialises"))
+            .bind(id.to_owned())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -1186,7 +1317,7 @@ impl Store {
         status: Option<&str>,
         limit: u32,
     ) -> Result<Vec<MailRecord>, StoreError> {
-        let cols = "id, instance_id, step, message_id, recipients, subject, status, attempts, next_attempt_at, last_error, reply, created_at, sent_at";
+        let cols = MAIL_COLUMNS;
         let rows = match status {
             Some(s) => {
                 sqlx::query(&format!("SELECT {cols} FROM outbox WHERE status = $1 ORDER BY created_at DESC, id DESC LIMIT $2"))
@@ -1266,6 +1397,9 @@ async fn insert_mail(
     Ok(())
 }
 
+/// The columns [`mail_record`] reads.
+pub(crate) const MAIL_COLUMNS: &str = "id, instance_id, step, message_id, recipients, subject, status, attempts, next_attempt_at, last_error, reply, created_at, sent_at, delivery";
+
 fn mail_record(r: &AnyRow) -> Result<MailRecord, sqlx::Error> {
     let recipients: String = r.try_get("recipients")?;
     Ok(MailRecord {
@@ -1282,6 +1416,7 @@ fn mail_record(r: &AnyRow) -> Result<MailRecord, sqlx::Error> {
         reply: r.try_get("reply")?,
         created_at: r.try_get("created_at")?,
         sent_at: r.try_get("sent_at")?,
+        delivery: serde_json::from_str(&r.try_get::<String, _>("delivery")?).unwrap_or_default(),
     })
 }
 
@@ -1313,22 +1448,26 @@ async fn insert_instances(
     for chunk in pow2_chunks(insts, 256) {
         let values = (0..chunk.len())
             .map(|i| {
-                let k = 9 * i + 1;
+                let k = 11 * i + 1;
                 format!(
-                    "(${}, ${}, ${}, 'running', NULL, ${}, 0, ${}, ${}, ${}, ${}, $1, $1, NULL, $1, ${})",
-                    k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7, k + 8, k + 9
+                    "(${}, ${}, ${}, 'running', NULL, ${}, 0, ${}, ${}, ${}, ${}, $1, $1, NULL, $1, ${}, ${}, ${})",
+                    k + 1, k + 2, k + 3, k + 4, k + 5, k + 6, k + 7, k + 8, k + 9, k + 10, k + 11
                 )
             })
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
             "INSERT INTO instances (id, workflow, def_hash, status, outcome, state, version, parent_id, parent_link, parent_seq, \
-             idempotency_key, created_at, updated_at, ended_at, wake_at, case_number) VALUES {values}"
+             idempotency_key, created_at, updated_at, ended_at, wake_at, case_number, ancestors, detached) VALUES {values}"
         );
         let mut q = sqlx::query(&sql).bind(now);
         for inst in chunk {
             let (parent_id, parent_link, parent_seq) = match &inst.parent {
-                Some((p, l, s)) => (Some(p.as_str()), Some(l.as_str()), Some(*s)),
+                Some(p) => (
+                    Some(p.instance.as_str()),
+                    Some(p.link.as_str()),
+                    Some(p.seq),
+                ),
                 None => (None, None, None),
             };
             q = q
@@ -1340,7 +1479,9 @@ async fn insert_instances(
                 .bind(parent_link)
                 .bind(parent_seq)
                 .bind(&inst.idempotency_key)
-                .bind(&inst.case_number);
+                .bind(&inst.case_number)
+                .bind(serde_json::to_string(&inst.ancestors).expect("strings serialise"))
+                .bind(i64::from(inst.detached));
         }
         q.execute(&mut **tx).await?;
         let values = (0..chunk.len())

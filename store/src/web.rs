@@ -395,7 +395,11 @@ impl Store {
         &self,
         instance: &str,
     ) -> Result<Vec<super::MailRecord>, StoreError> {
-        let rows = sqlx::query("SELECT id, instance_id, step, message_id, recipients, subject, status, attempts, next_attempt_at, last_error, reply, created_at, sent_at FROM outbox WHERE instance_id = $1 ORDER BY created_at, id LIMIT 500")
+        let sql = format!(
+            "SELECT {} FROM outbox WHERE instance_id = $1 ORDER BY created_at, id LIMIT 500",
+            super::MAIL_COLUMNS
+        );
+        let rows = sqlx::query(&sql)
             .bind(instance)
             .fetch_all(&self.pool)
             .await?;

@@ -510,6 +510,21 @@ pub struct StartDef {
     /// Link it under this name, for a later `await:` step.
     #[serde(default, rename = "as")]
     pub alias: Option<String>,
+    /// What happens to it when this instance is cancelled: `cancel` (the default) or
+    /// `abandon` (it runs on by itself).
+    #[serde(default)]
+    pub on_parent_cancel: OnParentCancel,
+}
+
+/// What happens to a started instance when the instance that started it is cancelled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnParentCancel {
+    /// It is cancelled too, and its own children with it.
+    #[default]
+    Cancel,
+    /// It runs on by itself.
+    Abandon,
 }
 
 /// Await a linked instance.

@@ -481,7 +481,11 @@ fn validate(paths: &[PathBuf], as_json: bool) -> ExitCode {
                 .map_err(|e| template_errors = e)
                 .ok()
         });
-    let mut loaded = clearflow_runtime::registry::load_paths(paths, templates.as_ref());
+    let mut loaded = clearflow_runtime::registry::load_paths(
+        paths,
+        templates.as_ref(),
+        &clearflow_core::Limits::default(),
+    );
     for e in template_errors {
         loaded.diagnostics.push(clearflow_core::Diagnostic::error(
             &e.path.display().to_string(),
