@@ -450,3 +450,85 @@ fn rejected_recipient_is_a_dead_letter_sqlite() {
 fn rejected_recipient_is_a_dead_letter_postgres() {
     rejected_recipient_is_a_dead_letter(Backend::Postgres);
 }
+
+/// One refused address costs only that recipient the message: the server refuses
+/// `nobody@` (550 at RCPT), the other four recipients each get it, and the outbox row
+/// records every recipient's state.
+fn a_refused_recipient_does_not_cost_the_others_the_message(backend: Backend) {
+    let smtp = server(Some("^nobody@"));
+    let mut d = daemon(backend, &smtp, "");
+    d.start_instance(
+        "notify",
+        &json!({
+            "to": "nobody@jw.example.cn",
+            "bcc": "audit@jw.example.cn",
+            "case_number": "JB-2025-0043",
+            "title": "初步核实",
+        }),
+        None,
+    );
+    d.wait_until("the message is done", Duration::from_secs(60), |d| {
+        outbox(d, Some("sent")).len() == 1
+    });
+    let delivered = smtp.wait_for_messages(4, Duration::from_secs(10));
+    let to: BTreeSet<String> = delivered
+        .iter()
+        .map(|m| header(m, "X-Envelope-To").expect("envelope"))
+        .collect();
+    assert_eq!(
+        to,
+        [
+            "audit@jw.example.cn",
+            "sun.li@jw.example.cn",
+            "wang.fang@jw.example.cn",
+            "zhao.lei@jw.example.cn",
+        ]
+        .map(str::to_owned)
+        .into(),
+        "each accepted recipient got the message once, the refused one not at all"
+    );
+    let ids: BTreeSet<String> = delivered
+        .iter()
+        .map(|m| header(m, "Message-ID").expect("Message-ID"))
+        .collect();
+    assert_eq!(ids.len(), 1, "one message, one Message-ID");
+    let row = &outbox(&d, None)[0];
+    assert_eq!(row["attempts"], json!(1), "{row}");
+    let delivery = row["delivery"].as_object().expect("delivery");
+    assert_eq!(delivery.len(), 5, "{row}");
+    assert_eq!(
+        delivery["nobody@jw.example.cn"]["state"], "refused",
+        "{row}"
+    );
+    assert!(
+        delivery["nobody@jw.example.cn"]["reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("550")),
+        "{row}"
+    );
+    for a in ["audit@", "sun.li@", "wang.fang@", "zhao.lei@"] {
+        assert_eq!(
+            delivery[&format!("{a}jw.example.cn")]["state"],
+            "sent",
+            "{row}"
+        );
+    }
+    let error = row["last_error"].as_str().expect("the refusal is kept");
+    assert!(
+        error.starts_with("refused for 1 of 5 recipients: 550"),
+        "{error}"
+    );
+    assert_eq!(d.metric("clearflow_mail_sent_total"), 1);
+    assert_eq!(d.metric("clearflow_mail_dead_total"), 0);
+    assert_logs_clean(&d, &["nobody@jw.example.cn", "audit@jw.example.cn"]);
+}
+
+#[test]
+fn a_refused_recipient_does_not_cost_the_others_the_message_sqlite() {
+    a_refused_recipient_does_not_cost_the_others_the_message(Backend::Sqlite);
+}
+
+#[test]
+fn a_refused_recipient_does_not_cost_the_others_the_message_postgres() {
+    a_refused_recipient_does_not_cost_the_others_the_message(Backend::Postgres);
+}

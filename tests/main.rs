@@ -14,6 +14,7 @@ mod flagship;
 mod flagship_complaints;
 mod flagship_review;
 mod intake;
+mod limits;
 mod mail;
 mod openapi;
 mod plugins;

@@ -384,15 +384,18 @@ impl Mailer {
             html: m.html.clone(),
             headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
         };
-        // One transaction per recipient: a refused address is recorded on that recipient
-        // and the others still get the message; who already has it is not sent it again.
+        // A refused address is recorded on that recipient and the others still get the
+        // message; who already has it is not sent it again (a refused recipient is tried
+        // again on the next attempt, e.g. after an administrator's retry).
         let key = |address: &str| match &secret {
             Some(a) if a.eq_ignore_ascii_case(address) => REPORTER.to_owned(),
             _ => address.to_owned(),
         };
         let results = self
             .transport
-            .send_each(&mail, |a| !delivery.contains_key(&key(a)))
+            .send_each(&mail, |a| {
+                delivery.get(&key(a)).is_none_or(|d| d.state != "sent")
+            })
             .await;
         drop(mail);
         let results = match results {
