@@ -151,8 +151,8 @@ fn json_too_deep_to_read_back_is_refused_at_the_door_and_what_is_accepted_reads_
     d.terminate();
 }
 
-/// Reads from `stream` until the peer closes it or `within` passes; returns what came and
-/// whether it was closed.
+/// Reads from `stream` until the peer closes (or resets) it or `within` passes; returns
+/// what came and whether it was closed.
 fn read_until_closed(
     stream: &mut std::net::TcpStream,
     within: std::time::Duration,
@@ -165,6 +165,10 @@ fn read_until_closed(
         match stream.read(&mut buf) {
             Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
             Ok(n) => got.extend_from_slice(&buf[..n]),
+            // Closed with our request unread: the peer resets the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into_owned(), true);
+            }
             Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
         }
     }
@@ -212,6 +216,42 @@ fn stalled_headers_are_disconnected_and_stalled_bodies_time_out() {
     );
     // The daemon still serves everyone else.
     let (status, _) = d.try_get("/v1/instances").expect("list");
+    assert_eq!(status, 200);
+    d.terminate();
+}
+
+#[test]
+fn one_address_holds_at_most_its_share_of_connections() {
+    use std::io::Write;
+    use std::time::Duration;
+    let mut d = Daemon::start_with(
+        Backend::Sqlite,
+        &clearflow_testkit::fixtures(),
+        Options {
+            server: "max_connections_per_address = 4\n".into(),
+            ..Options::default()
+        },
+    );
+    let addr = d.url().trim_start_matches("http://").to_owned();
+    // Four idle connections (a slow client, or one holding its keep-alives) are counted…
+    let held: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // …so a fifth from the same address is answered 503 and closed at once.
+    let mut fifth = std::net::TcpStream::connect(&addr).expect("connect");
+    let _ = fifth.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (answer, closed) = read_until_closed(&mut fifth, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(closed, "the refused connection is closed");
+    assert!(
+        d.logs().contains("holds too many connections"),
+        "the refusal is logged"
+    );
+    // Once they are closed, the address is served again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = d.try_get("/healthz").expect("healthz");
     assert_eq!(status, 200);
     d.terminate();
 }

@@ -131,6 +131,7 @@ pub async fn serve_runtime(
     let timeouts = Timeouts {
         header: std::time::Duration::from_secs(cfg.server.header_timeout_seconds.max(1)),
         drain: std::time::Duration::from_secs(30),
+        per_address: cfg.server.max_connections_per_address,
     };
     let public = public_listener.map(|l| {
         let app = api::console::public_router(state);
@@ -147,14 +148,58 @@ pub async fn serve_runtime(
     Ok(())
 }
 
-/// How long the HTTP server waits for clients.
+/// How long the HTTP server waits for clients, and how many connections one address
+/// may hold.
 #[derive(Clone, Copy)]
 struct Timeouts {
     /// For a request's headers.
     header: std::time::Duration,
     /// For requests in flight when draining.
     drain: std::time::Duration,
+    /// Open connections per client address (0: no limit).
+    per_address: usize,
 }
+
+/// Open connections by client address; a connection counts until its task ends.
+#[derive(Clone, Default)]
+struct Connections(Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>);
+
+impl Connections {
+    /// Counts a new connection from `ip`, unless it already holds `max` (0: no limit).
+    fn open(&self, ip: std::net::IpAddr, max: usize) -> Option<OpenConnection> {
+        let mut open = self.0.lock().expect("lock");
+        let n = open.entry(ip).or_default();
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(OpenConnection {
+            all: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted connection; dropping it frees its place.
+struct OpenConnection {
+    all: Connections,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut open = self.all.0.lock().expect("lock");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The answer to a connection over its address's limit, written before it is closed.
+const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 45\r\n\r\ntoo many connections from this address; retry";
 
 /// Serves `app` on `listener` until `stop` turns true, then lets the requests in flight
 /// finish (at most `timeouts.drain`). A client that does not send its headers within
@@ -171,6 +216,7 @@ async fn http(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use tower_service::Service;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = Connections::default();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -183,6 +229,14 @@ async fn http(
                 }
             },
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let Some(counted) = connections.open(peer.ip(), timeouts.per_address) else {
+            tracing::warn!(
+                limit = timeouts.per_address,
+                "a client address holds too many connections; one refused"
+            );
+            let _ = stream.try_write(TOO_MANY);
+            continue;
         };
         // The peer address feeds the per-address rate limits of the public endpoints; it
         // goes into each request's extensions (a router clone is one `Arc`).
@@ -206,6 +260,7 @@ async fn http(
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(counted);
         });
     }
     drop(listener);

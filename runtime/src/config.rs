@@ -594,6 +594,15 @@ pub struct ServerConfig {
     /// Seconds a client has to send a request's body; `408` after that.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_seconds: u64,
+    /// Connections one client address may hold open at once; more are answered `503`
+    /// and closed. 0: no limit. Behind a reverse proxy every client has the proxy's
+    /// address: raise it there (or limit at the proxy).
+    #[serde(default = "default_per_address")]
+    pub max_connections_per_address: usize,
+}
+
+fn default_per_address() -> usize {
+    64
 }
 
 fn default_header_timeout() -> u64 {
@@ -617,6 +626,7 @@ impl Default for ServerConfig {
             body_limit: default_body_limit(),
             header_timeout_seconds: default_header_timeout(),
             body_timeout_seconds: default_body_timeout(),
+            max_connections_per_address: default_per_address(),
         }
     }
 }
