@@ -186,20 +186,6 @@ fn check<K: std::hash::Hash + Eq + Clone>(
     wait(limiter, key).map_or(Ok(()), |w| Err(too_many(w)))
 }
 
-/// A body error that says where, never what: the value may be personal data.
-fn body_error(e: &serde_json::Error) -> Problem {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => "is not valid JSON",
-        Category::Data => "does not have the expected shape",
-    };
-    Problem::bad_request(format!(
-        "the request body {what} (line {}, column {}); see the API documentation",
-        e.line(),
-        e.column()
-    ))
-}
-
 /// A complaint.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -289,7 +275,7 @@ async fn intake(
         tracing::info!("intake refused: rate limit");
         return Ok(r);
     }
-    let b: IntakeBody = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
+    let b: IntakeBody = crate::body::parse(&body)?;
     let receipt =
         s.rt.file_complaint(Complaint {
             case: b.case,
@@ -359,7 +345,7 @@ async fn status(
         tracing::info!("status check refused: rate limit per address");
         return Ok(r);
     }
-    let b: StatusBody = serde_json::from_slice(&body).map_err(|e| body_error(&e))?;
+    let b: StatusBody = crate::body::parse(&body)?;
     if let Err(r) = check(&intake.per_receipt, &Runtime::receipt_lookup(&b.receipt)) {
         tracing::info!("status check refused: rate limit per receipt");
         return Ok(r);

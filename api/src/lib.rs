@@ -3,6 +3,7 @@
 //! Errors are RFC 9457 problem details; internal errors are logged with an id and the
 //! response carries only that id, never database or file details.
 
+mod body;
 pub mod caller;
 pub mod console;
 mod edge;
@@ -567,8 +568,7 @@ async fn start_instance(
     body: Bytes,
 ) -> ApiResult<Response> {
     let wait = w.duration()?;
-    let body: StartBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let body: StartBody = body::parse(&body)?;
     // Before looking the workflow up, so a caller learns nothing of workflows they
     // may not start.
     caller.require(&Permission::Start(body.workflow.clone()))?;
@@ -749,8 +749,7 @@ async fn signal(
     body: Bytes,
 ) -> ApiResult<Response> {
     caller.require(&Permission::Admin)?;
-    let b: SignalBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let b: SignalBody = body::parse(&body)?;
     let event = Event::Signal {
         name: b.name,
         key: b.key,
@@ -793,8 +792,7 @@ async fn cancel(
     let b: CancelBody = if body.is_empty() {
         None
     } else {
-        serde_json::from_slice::<Option<CancelBody>>(&body)
-            .map_err(|e| Problem::bad_request(format!("request body: {e}")))?
+        body::parse::<Option<CancelBody>>(&body)?
     }
     .unwrap_or(CancelBody { reason: None });
     let event = Event::Cancel {
@@ -836,8 +834,7 @@ async fn send_keyed(
     body: Bytes,
 ) -> ApiResult<Json<DeliveredTo>> {
     caller.require(&Permission::Admin)?;
-    let b: KeyedBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let b: KeyedBody = body::parse(&body)?;
     let event = Event::Signal {
         name: b.name.clone(),
         key: Some(b.key.clone()),
@@ -896,8 +893,7 @@ async fn set_clock(
             "the daemon runs on the system clock; only a manual clock can be moved",
         ));
     }
-    let b: ClockBody = serde_json::from_slice(&body)
-        .map_err(|e| Problem::bad_request(format!("request body: {e}")))?;
+    let b: ClockBody = body::parse(&body)?;
     let target = match (b.set, b.advance_ms) {
         (Some(t), None) => DateTime::parse_from_rfc3339(&t)
             .map_err(|e| Problem::bad_request(format!("`set`: {e}")))?

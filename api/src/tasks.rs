@@ -314,13 +314,7 @@ async fn complete(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let b: CompleteBody = serde_json::from_slice(&body).map_err(|e| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "bad request",
-            format!("request body: {e} (expected {{\"form\": {{…}}}})"),
-        )
-    })?;
+    let b: CompleteBody = crate::body::parse(&body).map_err(IntoResponse::into_response)?;
     act(s, caller, id, TaskAction::Complete { form: b.form }).await
 }
 
@@ -342,13 +336,7 @@ async fn reject(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let b: RejectBody = serde_json::from_slice(&body).map_err(|e| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "bad request",
-            format!("request body: {e} (expected {{\"reason\": \"…\"}})"),
-        )
-    })?;
+    let b: RejectBody = crate::body::parse(&body).map_err(IntoResponse::into_response)?;
     act(s, caller, id, TaskAction::Reject { reason: b.reason }).await
 }
 
