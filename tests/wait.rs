@@ -7,7 +7,7 @@ use clearflow_testkit as support;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use support::model::{InstanceDetail, StartReply};
+use support::model::{InstanceDetail, ProblemBody, StartReply};
 use support::{Backend, Daemon};
 
 fn workflows() -> PathBuf {
@@ -64,10 +64,8 @@ fn start_and_wait(backend: Backend) {
             )
             .expect("answer");
         assert_eq!(code, 400, "wait={wait}: {v}");
-        assert!(
-            v["detail"].as_str().unwrap_or_default().contains(says),
-            "wait={wait}: {v}"
-        );
+        let problem: ProblemBody = serde_json::from_value(v.clone()).expect("a problem");
+        assert!(problem.detail.contains(says), "wait={wait}: {v}");
     }
 
     // The CLI waits too and prints the outcome.
