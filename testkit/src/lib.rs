@@ -772,8 +772,17 @@ impl Daemon {
 
     /// The `(kind, step)` sequence of an instance's history.
     pub fn history(&self, id: &str) -> Vec<(String, Option<String>)> {
-        history_of(&self.instance(id))
+        history_steps(&self.show_instance(id))
     }
+}
+
+/// [`history_of`], of a typed [`model::InstanceDetail`].
+pub fn history_steps(shown: &model::InstanceDetail) -> Vec<(String, Option<String>)> {
+    shown
+        .history
+        .iter()
+        .map(|h| (h.kind.clone(), h.step.clone()))
+        .collect()
 }
 
 /// The `(kind, step)` sequence of a shown instance.
