@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
 use serde_json::json;
+use support::model::{InstancePage, StartReply};
 use support::{Backend, Daemon, epoch, fixtures};
 
 const ROOTS: usize = 120;
@@ -19,7 +20,10 @@ const ROOTS: usize = 120;
 fn start(d: &Daemon, n: usize) -> Option<String> {
     let body = json!({ "workflow": "cs-parent", "input": { "who": format!("w{n}") }, "idempotency_key": format!("cs-{n}") });
     match d.try_post("/v1/instances", &body) {
-        Ok((200 | 201, v)) => Some(v["id"].as_str().expect("id").to_owned()),
+        Ok((200 | 201, v)) => {
+            let reply: StartReply = serde_json::from_value(v).expect("a start reply");
+            Some(reply.id)
+        }
         Ok((status, v)) => panic!("starting cs-{n}: {status} {v}"),
         Err(_) => None,
     }
@@ -27,30 +31,29 @@ fn start(d: &Daemon, n: usize) -> Option<String> {
 
 /// Every `cs-parent` has exactly one child, its `partner`, and there is no other partner.
 fn assert_one_partner_each(d: &Daemon) -> usize {
-    let parents = d.list_all("workflow=cs-parent");
+    let parents = d.instances("workflow=cs-parent");
     for p in &parents {
-        let id = p["id"].as_str().expect("id");
-        let children = d.get(&format!("/v1/instances?parent={id}"))["items"]
-            .as_array()
-            .expect("items")
-            .clone();
+        let id = &p.id;
+        let children = d
+            .get_typed::<InstancePage>(&format!("/v1/instances?parent={id}"))
+            .items;
         assert_eq!(
             children.len(),
             1,
             "parent {id} has {} linked instances: {children:#?}",
             children.len()
         );
-        assert_eq!(children[0]["workflow"], "cs-partner");
-        assert_eq!(children[0]["parent_link"], "partner");
+        assert_eq!(children[0].workflow, "cs-partner");
+        assert_eq!(children[0].parent_link.as_deref(), Some("partner"));
     }
-    let partners = d.list_all("workflow=cs-partner");
+    let partners = d.instances("workflow=cs-partner");
     assert_eq!(
         partners.len(),
         parents.len(),
         "partners without a parent, or parents without one"
     );
     assert!(
-        partners.iter().all(|p| !p["parent_id"].is_null()),
+        partners.iter().all(|p| p.parent_id.is_some()),
         "a partner without a parent"
     );
     parents.len()
@@ -98,12 +101,8 @@ fn one_linked_instance_per_start_even_under_sigkill(backend: Backend) {
         acked.len()
     );
     for id in &acked {
-        let shown = d.instance(id);
-        assert_eq!(
-            shown["children"].as_array().map(Vec::len),
-            Some(1),
-            "acknowledged root {id}"
-        );
+        let shown = d.show_instance(id);
+        assert_eq!(shown.children.len(), 1, "acknowledged root {id}");
     }
 
     // Starting everything again completes the set without duplicating any root or partner.
@@ -119,17 +118,20 @@ fn await_waits_for_the_linked_instance(backend: Backend) {
     let (id, created) = d.start_instance("cs-parent", &json!({ "who": "ana" }), Some("await-1"));
     assert!(created);
     d.settle();
-    let partner = d.get(&format!("/v1/instances?parent={id}"))["items"][0]["id"]
-        .as_str()
+    let partner = d
+        .get_typed::<InstancePage>(&format!("/v1/instances?parent={id}"))
+        .items
+        .first()
         .expect("partner")
-        .to_owned();
+        .id
+        .clone();
 
     // An hour in, the partner (two hours of deliberation) still runs, so the parent waits.
     d.advance(TimeDelta::hours(1));
     d.settle();
-    let parent = d.instance(&id);
-    assert_eq!(parent["instance"]["status"], "running");
-    let waiting = support::history_of(&parent);
+    let parent = d.show_instance(&id);
+    assert_eq!(parent.instance.status, "running");
+    let waiting = support::history_steps(&parent);
     assert!(
         waiting.contains(&("step_waiting".into(), Some("wait_partner".into()))),
         "{waiting:?}"
@@ -140,48 +142,40 @@ fn await_waits_for_the_linked_instance(backend: Backend) {
             .any(|(k, s)| k == "step_completed" && s.as_deref() == Some("wait_partner")),
         "await passed early: {waiting:?}"
     );
-    assert_eq!(d.instance(&partner)["instance"]["status"], "running");
+    assert_eq!(d.show_instance(&partner).instance.status, "running");
 
     // Just before the partner's timer nothing changes; right after it, both end.
     d.set_clock(epoch() + TimeDelta::hours(2) - TimeDelta::seconds(1));
     d.settle();
-    assert_eq!(d.instance(&id)["instance"]["status"], "running");
+    assert_eq!(d.show_instance(&id).instance.status, "running");
     d.set_clock(epoch() + TimeDelta::hours(2));
     d.wait_until("the parent ends", Duration::from_secs(30), |d| {
-        d.instance(&id)["instance"]["status"] != "running"
+        d.show_instance(&id).instance.status != "running"
     });
 
-    let partner = d.instance(&partner);
-    let parent = d.instance(&id);
-    assert_eq!(partner["instance"]["outcome"], "partner-agreed");
-    assert_eq!(parent["instance"]["status"], "completed");
+    let partner = d.show_instance(&partner).instance;
+    let parent = d.show_instance(&id);
+    assert_eq!(partner.outcome.as_deref(), Some("partner-agreed"));
+    assert_eq!(parent.instance.status, "completed");
     assert_eq!(
-        parent["instance"]["outcome"], "agreed",
+        parent.instance.outcome.as_deref(),
+        Some("agreed"),
         "the parent saw the partner's outcome"
     );
-    let partner_ended = partner["instance"]["ended_at"]
-        .as_i64()
-        .expect("partner ended");
-    assert!(
-        parent["instance"]["ended_at"]
-            .as_i64()
-            .expect("parent ended")
-            >= partner_ended
-    );
-    let awaited = parent["history"]
-        .as_array()
-        .expect("history")
+    let partner_ended = partner.ended_at.expect("partner ended");
+    assert!(parent.instance.ended_at.expect("parent ended") >= partner_ended);
+    let awaited = parent
+        .history
         .iter()
-        .find(|h| h["kind"] == "step_completed" && h["step"] == "wait_partner")
-        .expect("the await step completed")
-        .clone();
+        .find(|h| h.kind == "step_completed" && h.step.as_deref() == Some("wait_partner"))
+        .expect("the await step completed");
     assert_eq!(
-        awaited["detail"]["outcome"], "partner-agreed",
-        "the await's result holds the outcome: {awaited}"
+        awaited.detail["outcome"], "partner-agreed",
+        "the await's result holds the outcome: {awaited:?}"
     );
     assert_eq!(
-        awaited["detail"]["output"]["who"], "ana",
-        "and the output: {awaited}"
+        awaited.detail["output"]["who"], "ana",
+        "and the output: {awaited:?}"
     );
     d.terminate();
 }

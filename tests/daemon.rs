@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use serde_json::{Value, json};
+use support::model::{InstanceDetail, InstancePage, ProblemBody, WorkflowDetail};
 use support::{BIN, Backend, Daemon, Options, epoch, fixtures};
 
 fn clearflow(args: &[&str]) -> std::process::Output {
@@ -154,7 +155,7 @@ fn the_same_idempotency_key_returns_the_same_instance() {
     let (api_id, created) = d.start_instance("cs-parent", &json!({"who": "kim"}), Some("k-1"));
     assert_eq!((api_id.as_str(), created), (first.trim(), false));
 
-    let listed: Value = serde_json::from_str(&d.cli_ok(&[
+    let listed: InstancePage = serde_json::from_str(&d.cli_ok(&[
         "instances",
         "list",
         "--workflow",
@@ -162,11 +163,11 @@ fn the_same_idempotency_key_returns_the_same_instance() {
         "--json",
     ]))
     .expect("json");
-    assert_eq!(listed["items"].as_array().map(Vec::len), Some(2));
-    let shown: Value =
+    assert_eq!(listed.items.len(), 2);
+    let shown: InstanceDetail =
         serde_json::from_str(&d.cli_ok(&["instances", "show", first.trim(), "--json"]))
             .expect("json");
-    assert_eq!(shown["instance"]["idempotency_key"], "k-1");
+    assert_eq!(shown.instance.idempotency_key.as_deref(), Some("k-1"));
     d.terminate();
 }
 
@@ -175,23 +176,17 @@ const HUP_BROKEN: &str = "id: hup\nsteps:\n  - id: nap\n    wait: { for: 1 hour 
 const HUP_V2: &str = "id: hup\nsteps:\n  - id: nap\n    wait: { for: 1h }\n  - end: v2\n";
 
 fn version(d: &Daemon) -> String {
-    d.get("/v1/workflows/hup")["version"]
-        .as_str()
-        .expect("version")
-        .to_owned()
+    d.get_typed::<WorkflowDetail>("/v1/workflows/hup")
+        .summary
+        .version
 }
 
 fn outcome(d: &Daemon, id: &str) -> Option<String> {
-    d.instance(id)["instance"]["outcome"]
-        .as_str()
-        .map(str::to_owned)
+    d.show_instance(id).instance.outcome
 }
 
 fn def_hash(d: &Daemon, id: &str) -> String {
-    d.instance(id)["instance"]["def_hash"]
-        .as_str()
-        .expect("def_hash")
-        .to_owned()
+    d.show_instance(id).instance.def_hash
 }
 
 #[test]
@@ -377,11 +372,7 @@ fn timers_that_fell_due_during_downtime_fire_once_in_order(backend: Backend) {
         .collect();
     d.settle();
     for id in &ids {
-        assert_eq!(
-            d.instance(id)["pending"].as_array().map(Vec::len),
-            Some(3),
-            "three timer rows"
-        );
+        assert_eq!(d.show_instance(id).pending.len(), 3, "three timer rows");
     }
     d.kill9();
     // Down for five hours: all three timers of every instance fell due meanwhile.
@@ -391,9 +382,9 @@ fn timers_that_fell_due_during_downtime_fire_once_in_order(backend: Backend) {
         d.list_all("status=running").is_empty()
     });
     for id in &ids {
-        let shown = d.instance(id);
-        assert_eq!(shown["instance"]["outcome"], "rang");
-        let fired: Vec<String> = support::history_of(&shown)
+        let shown = d.show_instance(id);
+        assert_eq!(shown.instance.outcome.as_deref(), Some("rang"));
+        let fired: Vec<String> = support::history_steps(&shown)
             .into_iter()
             .filter(|(k, s)| {
                 k == "step_completed" && matches!(s.as_deref(), Some("first" | "second" | "third"))
@@ -404,15 +395,15 @@ fn timers_that_fell_due_during_downtime_fire_once_in_order(backend: Backend) {
             fired,
             ["first", "second", "third"],
             "due order, each once: {:?}",
-            support::history_of(&shown)
+            support::history_steps(&shown)
         );
         assert!(
-            !support::history_of(&shown)
+            !support::history_steps(&shown)
                 .iter()
                 .any(|(k, _)| k == "event_ignored"),
             "a timer fired twice"
         );
-        assert_eq!(shown["pending"].as_array().map(Vec::len), Some(0));
+        assert_eq!(shown.pending.len(), 0);
     }
     d.terminate();
 }
@@ -455,13 +446,10 @@ fn health_readiness_and_problem_json_for_404() {
             .unwrap_or_default()
             .to_owned();
         assert_eq!(ct, "application/problem+json", "{path}");
-        let body: Value = r.json().expect("a problem is JSON");
-        assert_eq!(body["status"], 404, "{path}: {body}");
-        assert_eq!(body["title"], "not found", "{path}: {body}");
-        assert!(
-            body["detail"].as_str().is_some_and(|s| !s.is_empty()),
-            "{path}: {body}"
-        );
+        let body: ProblemBody = r.json().expect("a problem is JSON");
+        assert_eq!(body.status, 404, "{path}: {body:?}");
+        assert_eq!(body.title, "not found", "{path}: {body:?}");
+        assert!(!body.detail.is_empty(), "{path}: {body:?}");
     }
     d.terminate();
 }

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use support::model::{AuditEntry, AuditPage, IdentityRead, IntakeReply, MailList, StatusReply};
 use support::smtp;
 use support::{BIN, Backend, Daemon, Options};
 
@@ -163,10 +164,10 @@ fn setup_with(backend: Backend, more: &str) -> Setup {
 }
 
 fn only_instance(d: &Daemon, skip: &[String]) -> String {
-    let all = d.list_all("workflow=complaint-intake");
+    let all = d.instances("workflow=complaint-intake");
     let fresh: Vec<String> = all
         .iter()
-        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .map(|i| i.id.clone())
         .filter(|id| !skip.contains(id))
         .collect();
     assert_eq!(fresh.len(), 1, "{all:?}");
@@ -179,7 +180,7 @@ fn waits_for(d: &mut Daemon, id: &str, event: &str) {
     d.wait_until(
         &format!("instance waits for `{event}`"),
         Duration::from_secs(60),
-        |d| d.instance(&id)["waiting"].to_string().contains(&event),
+        |d| d.show_instance(&id).waiting.to_string().contains(&event),
     );
 }
 
@@ -255,22 +256,21 @@ fn intake_end_to_end(backend: Backend) {
     let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(true));
     assert_eq!(status, 201, "{text}");
     assert_no_secret("the intake answer", &text);
-    let receipt = serde_json::from_str::<Value>(&text).expect("json")["receipt"]
-        .as_str()
-        .expect("receipt")
-        .to_owned();
+    let receipt = serde_json::from_str::<IntakeReply>(&text)
+        .expect("an intake reply")
+        .receipt;
     assert_eq!(receipt.len(), 39, "{receipt}");
     assert_eq!(receipt.split('-').count(), 8, "{receipt}");
     let id = only_instance(d, &[]);
 
     // The case holds the case data and the reporter's kind only.
-    let shown = d.instance(&id);
+    let shown = d.show_instance(&id);
     assert_eq!(
-        shown["data"]["input"]["reporter"],
+        shown.data["input"]["reporter"],
         json!({ "type": "real_name", "contact_by_email": true })
     );
-    assert_eq!(shown["data"]["input"]["category"], "integrity");
-    assert_eq!(shown["instance"]["workflow"], "complaint-intake");
+    assert_eq!(shown.data["input"]["category"], "integrity");
+    assert_eq!(shown.instance.workflow, "complaint-intake");
 
     // The acknowledgement goes to the reporter, the staff notice to the office.
     waits_for(d, &id, "screened");
@@ -297,7 +297,8 @@ fn intake_end_to_end(backend: Backend) {
     waits_for(d, &id, "concluded");
     let (code, v) = status_of(d, &receipt.to_lowercase().replace('-', " "));
     assert_eq!(code, 200, "{v}");
-    assert_eq!(v["status"], "under verification");
+    let reply: StatusReply = serde_json::from_value(v).expect("a status reply");
+    assert_eq!(reply.status, "under verification");
     let cli = d.cli_ok(&["status", "--receipt", &receipt]);
     assert_eq!(cli.trim(), "status: under verification");
 
@@ -307,7 +308,7 @@ fn intake_end_to_end(backend: Backend) {
         &json!({ "name": "concluded", "data": { "feedback": feedback } }),
     );
     d.wait_until("the case is concluded", Duration::from_secs(60), |d| {
-        d.instance(&id)["instance"]["status"] == "completed"
+        d.show_instance(&id).instance.status == "completed"
     });
     let (code, v) = status_of(d, &receipt);
     assert_eq!(code, 200);
@@ -339,30 +340,29 @@ fn intake_end_to_end(backend: Backend) {
         Some(&reader),
     );
     assert_eq!(code, 200, "{v}");
-    assert_eq!(v["identity"]["name"], NAME);
-    assert_eq!(v["identity"]["email"], EMAIL);
-    assert_eq!(v["identity"]["id_number"], ID_NUMBER);
-    assert_eq!(v["reason"], reason);
+    let read: IdentityRead = serde_json::from_value(v).expect("an identity read");
+    assert_eq!(read.identity.name.as_deref(), Some(NAME));
+    assert_eq!(read.identity.email.as_deref(), Some(EMAIL));
+    assert_eq!(read.identity.id_number.as_deref(), Some(ID_NUMBER));
+    assert_eq!(read.reason, reason);
 
     // Every use of the identity is in the audit log with who and why, and nothing of it.
+    // Raw bodies, for the secret checks below; typed reads of the same bodies.
     let shown = d.instance(&id);
     let audit = d.get("/v1/audit?limit=1000");
-    let uses: Vec<&Value> = audit["items"]
-        .as_array()
-        .expect("audit items")
+    let page: AuditPage = serde_json::from_value(audit.clone()).expect("an audit page");
+    let uses: Vec<&AuditEntry> = page
+        .items
         .iter()
-        .filter(|a| a["instance_id"] == json!(id))
+        .filter(|a| a.instance_id.as_deref() == Some(id.as_str()))
         .collect();
-    let reads: Vec<&&Value> = uses
-        .iter()
-        .filter(|a| a["kind"] == "identity.read")
-        .collect();
+    let reads: Vec<&&AuditEntry> = uses.iter().filter(|a| a.kind == "identity.read").collect();
     assert_eq!(reads.len(), 1, "{audit}");
-    assert_eq!(reads[0]["actor"], "reader");
-    assert_eq!(reads[0]["detail"]["reason"], reason);
+    assert_eq!(reads[0].actor, "reader");
+    assert_eq!(reads[0].detail["reason"], reason);
     let mail_uses = uses
         .iter()
-        .filter(|a| a["kind"] == "identity.used_for_mail")
+        .filter(|a| a.kind == "identity.used_for_mail")
         .count();
     assert_eq!(mail_uses, 2, "one record per message to the reporter");
     assert_no_secret("the audit log", &audit.to_string());
@@ -371,11 +371,8 @@ fn intake_end_to_end(backend: Backend) {
     assert_no_secret("`clearflow instances show`", &cli);
     let (_, mail_list) = d.try_get("/v1/mail?limit=100").expect("mail list");
     assert_no_secret("the outbox listing", &mail_list.to_string());
-    assert_eq!(
-        mail_list["items"].as_array().expect("items").len(),
-        3,
-        "{mail_list}"
-    );
+    let outbox: MailList = serde_json::from_value(mail_list.clone()).expect("a mail list");
+    assert_eq!(outbox.items.len(), 3, "{mail_list}");
 
     // An anonymous complaint: no identity, no mail to the reporter, a note instead.
     let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(false));
@@ -386,19 +383,18 @@ fn intake_end_to_end(backend: Backend) {
         .to_owned();
     let anon = only_instance(d, std::slice::from_ref(&id));
     waits_for(d, &anon, "screened");
-    let shown = d.instance(&anon);
+    let shown = d.show_instance(&anon);
     assert_eq!(
-        shown["data"]["input"]["reporter"],
+        shown.data["input"]["reporter"],
         json!({ "type": "anonymous", "contact_by_email": false })
     );
-    let skipped: Vec<&Value> = shown["history"]
-        .as_array()
-        .expect("history")
+    let skipped: Vec<_> = shown
+        .history
         .iter()
-        .filter(|h| h["kind"] == "mail_skipped")
+        .filter(|h| h.kind == "mail_skipped")
         .collect();
-    assert_eq!(skipped.len(), 1, "{shown}");
-    assert_eq!(skipped[0]["step"], "acknowledge");
+    assert_eq!(skipped.len(), 1, "{shown:?}");
+    assert_eq!(skipped[0].step.as_deref(), Some("acknowledge"));
     let (code, _) = get_as(
         d,
         &format!("/v1/instances/{anon}/identity?reason=check"),
@@ -496,10 +492,9 @@ const RETENTION: &str = "\n[retention]\nkeep = \"1y\"\nwarn_before = \"30d\"\nev
 fn close_a_case(d: &mut Daemon, smtp: &smtp::SmtpServer) -> (String, String) {
     let (status, text, _) = post_raw(d, "/v1/public/intake", &complaint(true));
     assert_eq!(status, 201, "{text}");
-    let receipt = serde_json::from_str::<Value>(&text).expect("json")["receipt"]
-        .as_str()
-        .expect("receipt")
-        .to_owned();
+    let receipt = serde_json::from_str::<IntakeReply>(&text)
+        .expect("an intake reply")
+        .receipt;
     let closed = only_instance(d, &[]);
     waits_for(d, &closed, "screened");
     d.post(
@@ -512,7 +507,7 @@ fn close_a_case(d: &mut Daemon, smtp: &smtp::SmtpServer) -> (String, String) {
         &json!({ "name": "concluded", "data": { "feedback": "verified" } }),
     );
     d.wait_until("the case is concluded", Duration::from_secs(60), |d| {
-        d.instance(&closed)["instance"]["status"] == "completed"
+        d.show_instance(&closed).instance.status == "completed"
     });
     assert_eq!(smtp.wait_for_messages(3, Duration::from_secs(60)).len(), 3);
     (closed, receipt)
@@ -533,18 +528,11 @@ fn sweep_at(d: &mut Daemon, t: chrono::DateTime<chrono::Utc>) {
 }
 
 /// The retention records of `case` in the audit log, oldest first.
-fn retention_audit(d: &Daemon, case: &str) -> Vec<Value> {
-    d.get("/v1/audit?limit=1000")["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter(|a| {
-            a["instance_id"] == json!(case)
-                && a["kind"]
-                    .as_str()
-                    .is_some_and(|k| k.starts_with("retention."))
-        })
-        .cloned()
+fn retention_audit(d: &Daemon, case: &str) -> Vec<AuditEntry> {
+    d.get_typed::<AuditPage>("/v1/audit?limit=1000")
+        .items
+        .into_iter()
+        .filter(|a| a.instance_id.as_deref() == Some(case) && a.kind.starts_with("retention."))
         .collect()
 }
 
@@ -609,7 +597,7 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     sweep_at(d, at("2026-03-10T09:00:00Z"));
-    assert_eq!(d.instance(&closed)["instance"]["status"], "completed");
+    assert_eq!(d.show_instance(&closed).instance.status, "completed");
     assert_eq!(status_of(d, &receipt).0, 200);
     assert_eq!(list(d)["items"][0]["due"]["decision"], "held");
     // Released: deleted at the next sweep.
@@ -628,12 +616,12 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
         404
     );
     assert_eq!(status_of(d, &receipt).0, 404, "the receipt code is gone");
-    assert_eq!(d.instance(&open)["instance"]["status"], "running");
+    assert_eq!(d.show_instance(&open).instance.status, "running");
     assert!(list(d)["items"].as_array().expect("items").is_empty());
 
     // Every step is in the audit log; the deletion counts what it removed.
     let records = retention_audit(d, &closed);
-    let kinds: Vec<&str> = records.iter().filter_map(|a| a["kind"].as_str()).collect();
+    let kinds: Vec<&str> = records.iter().map(|a| a.kind.as_str()).collect();
     assert_eq!(
         kinds,
         [
@@ -643,7 +631,7 @@ fn closed_cases_expire_after_a_warning(backend: Backend) {
             "retention.deleted"
         ]
     );
-    let deleted = records[3]["detail"].clone();
+    let deleted = records[3].detail.clone();
     assert_eq!(deleted["deleted"]["instances"], 1, "{deleted}");
     assert_eq!(deleted["deleted"]["receipts"], 1, "{deleted}");
     assert_eq!(deleted["deleted"]["identities"], 1, "{deleted}");
@@ -728,7 +716,7 @@ fn two_daemons_warn_and_delete_a_case_once() {
     assert_eq!(total("clearflow_retention_deleted_total"), 1);
     let kinds: Vec<String> = retention_audit(&daemon, &closed)
         .iter()
-        .map(|a| a["kind"].as_str().expect("kind").to_owned())
+        .map(|a| a.kind.clone())
         .collect();
     assert_eq!(kinds, ["retention.warned", "retention.deleted"]);
     other.terminate();

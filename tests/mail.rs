@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use mail_parser::MessageParser;
-use serde_json::{Value, json};
+use serde_json::json;
+use support::model::{MailList, OutboxMessage};
 use support::smtp::{ServerOptions, SmtpServer};
 use support::{Backend, Daemon, Options};
 
@@ -43,14 +44,14 @@ fn daemon(backend: Backend, server: &SmtpServer, mail: &str) -> Daemon {
 }
 
 /// The outbox as `clearflow mail list --json` shows it.
-fn outbox(d: &Daemon, status: Option<&str>) -> Vec<Value> {
+fn outbox(d: &Daemon, status: Option<&str>) -> Vec<OutboxMessage> {
     let mut args = vec!["mail", "list", "--json", "--limit", "1000"];
     if let Some(s) = status {
         args.extend(["--status", s]);
     }
     let out = d.cli_ok(&args);
-    let v: Value = serde_json::from_str(&out).expect("mail list --json");
-    v["items"].as_array().expect("items").clone()
+    let v: MailList = serde_json::from_str(&out).expect("mail list --json");
+    v.items
 }
 
 fn header(raw: &[u8], name: &str) -> Option<String> {
@@ -130,14 +131,12 @@ fn notify_step_delivers_to_cc_bcc_and_roles_over_starttls_with_auth() {
     let msg = MessageParser::default().parse(raw).expect("parses");
 
     let row = &outbox(&d, None)[0];
-    assert_eq!(row["instance_id"], json!(id));
-    assert_eq!(row["step"], json!("tell"));
-    assert_eq!(row["attempts"], json!(1));
+    assert_eq!(row.instance_id.as_deref(), Some(id.as_str()));
+    assert_eq!(row.step.as_deref(), Some("tell"));
+    assert_eq!(row.attempts, 1);
     assert_eq!(
         msg.message_id(),
-        Some(strip_brackets(
-            row["message_id"].as_str().expect("message_id")
-        )),
+        Some(strip_brackets(&row.message_id)),
         "the delivered Message-ID is the outbox row's"
     );
 
@@ -213,7 +212,7 @@ fn notify_step_delivers_to_cc_bcc_and_roles_over_starttls_with_auth() {
     );
 
     d.settle();
-    assert_eq!(d.instance(&id)["instance"]["status"], json!("completed"));
+    assert_eq!(d.show_instance(&id).instance.status, "completed");
     assert_eq!(d.metric("clearflow_mail_sent_total"), 1);
     assert_logs_clean(
         &d,
@@ -237,11 +236,11 @@ fn outage_then_every_message_once(backend: Backend) {
         Duration::from_secs(60),
         |d| {
             let rows = outbox(d, Some("queued"));
-            rows.len() == N && rows.iter().all(|r| r["attempts"] == json!(1))
+            rows.len() == N && rows.iter().all(|r| r.attempts == 1)
         },
     );
     for r in outbox(&d, None) {
-        let err = r["last_error"].as_str().expect("the failure is recorded");
+        let err = r.last_error.expect("the failure is recorded");
         assert!(err.contains("refused"), "{err}");
     }
     // Without time passing, nothing is tried again: backoff is on the daemon's clock.
@@ -249,7 +248,7 @@ fn outage_then_every_message_once(backend: Backend) {
     assert!(
         outbox(&d, None)
             .iter()
-            .all(|r| r["attempts"] == json!(1) && r["status"] == json!("queued"))
+            .all(|r| r.attempts == 1 && r.status == "queued")
     );
     assert!(smtp.messages().is_empty());
 
@@ -260,13 +259,13 @@ fn outage_then_every_message_once(backend: Backend) {
     });
     let rows = outbox(&d, None);
     assert!(
-        rows.iter().all(|r| r["attempts"] == json!(2)),
+        rows.iter().all(|r| r.attempts == 2),
         "one failed and one successful attempt each: {rows:#?}"
     );
     let delivered = by_message_id(&smtp.wait_for_messages(N, Duration::from_secs(10)));
     let expected: BTreeSet<String> = rows
         .iter()
-        .map(|r| strip_brackets(r["message_id"].as_str().expect("id")).to_owned())
+        .map(|r| strip_brackets(&r.message_id).to_owned())
         .collect();
     assert_eq!(delivered.keys().cloned().collect::<BTreeSet<_>>(), expected);
     for (id, copies) in &delivered {
@@ -300,7 +299,7 @@ fn sigkill_mid_send_loses_nothing(backend: Backend) {
         Duration::from_secs(120),
         |d| {
             let rows = outbox(d, Some("queued"));
-            rows.len() == N && rows.iter().all(|r| r["attempts"] == json!(1))
+            rows.len() == N && rows.iter().all(|r| r.attempts == 1)
         },
     );
     smtp.restart_with(|_| {});
@@ -329,14 +328,9 @@ fn sigkill_mid_send_loses_nothing(backend: Backend) {
     );
     let rows = outbox(&d, None);
     assert_eq!(rows.len(), N);
-    let expected: BTreeMap<String, &Value> = rows
+    let expected: BTreeMap<String, &OutboxMessage> = rows
         .iter()
-        .map(|r| {
-            (
-                strip_brackets(r["message_id"].as_str().expect("id")).to_owned(),
-                r,
-            )
-        })
+        .map(|r| (strip_brackets(&r.message_id).to_owned(), r))
         .collect();
     assert_eq!(expected.len(), N, "every outbox row has its own Message-ID");
     let messages = smtp.messages();
@@ -360,7 +354,7 @@ fn sigkill_mid_send_loses_nothing(backend: Backend) {
         }
         assert_eq!(
             first.subject(),
-            expected[id]["subject"].as_str(),
+            Some(expected[id].subject.as_str()),
             "{id} carries its own row's subject"
         );
     }
@@ -392,21 +386,17 @@ fn rejected_recipient_is_a_dead_letter(backend: Backend) {
     });
     let dead = outbox(&d, Some("dead"));
     let row = &dead[0];
-    let id = row["id"].as_str().expect("id").to_owned();
-    assert_eq!(
-        row["attempts"],
-        json!(1),
-        "a permanent failure is not retried"
-    );
-    let reply = row["last_error"].as_str().expect("the reply is kept");
+    let id = row.id.clone();
+    assert_eq!(row.attempts, 1, "a permanent failure is not retried");
+    let reply = row.last_error.as_deref().expect("the reply is kept");
     assert!(reply.contains("550"), "{reply}");
     assert!(reply.contains("5.1.1 mailbox unavailable"), "{reply}");
-    assert_eq!(row["recipients"]["to"], json!(["nobody@jw.example.cn"]));
+    assert_eq!(row.recipients["to"], json!(["nobody@jw.example.cn"]));
 
-    let api = d.get("/v1/mail?status=dead");
-    assert_eq!(api["items"].as_array().expect("items").len(), 1);
-    assert_eq!(api["items"][0]["id"], json!(id));
-    assert_eq!(api["items"][0]["last_error"], row["last_error"]);
+    let api: MailList = d.get_typed("/v1/mail?status=dead");
+    assert_eq!(api.items.len(), 1);
+    assert_eq!(api.items[0].id, id);
+    assert_eq!(api.items[0].last_error, row.last_error);
     let text = d.cli_ok(&["mail", "list", "--status", "dead"]);
     assert!(text.contains(&id) && text.contains("5.1.1"), "{text}");
     assert_eq!(d.metric("clearflow_mail_dead_total"), 1);

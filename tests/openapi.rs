@@ -7,6 +7,7 @@ use clearflow_testkit as support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use support::model::{self, ProblemBody, StartReply};
 use support::{Backend, Daemon, fixtures};
 
 fn repo() -> PathBuf {
@@ -166,8 +167,45 @@ fn call_with(
     .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// A body read as the [`model`] type a schema name stands for; the error names the type.
+fn reads_as(name: &str, body: &Value) -> Result<(), String> {
+    fn read<T: serde::de::DeserializeOwned>(body: &Value) -> Result<(), String> {
+        serde_json::from_value::<T>(body.clone())
+            .map(drop)
+            .map_err(|e| format!("not a {}: {e}", std::any::type_name::<T>()))
+    }
+    match name {
+        "Problem" => read::<ProblemBody>(body),
+        "WorkflowList" => read::<model::WorkflowList>(body),
+        "WorkflowDetail" => read::<model::WorkflowDetail>(body),
+        "ValidateReply" => read::<model::ValidateReply>(body),
+        "InstancePage" => read::<model::InstancePage>(body),
+        "InstanceDetail" => read::<model::InstanceDetail>(body),
+        "StartReply" => read::<StartReply>(body),
+        "Delivered" => read::<model::Delivered>(body),
+        "Accepted" => read::<model::Accepted>(body),
+        "DeliveredTo" => read::<model::DeliveredTo>(body),
+        "ClockReply" => read::<model::ClockReply>(body),
+        "ClockSet" => read::<model::ClockSet>(body),
+        "AuditPage" => read::<model::AuditPage>(body),
+        "MailList" => read::<model::MailList>(body),
+        "Queued" => read::<model::Queued>(body),
+        "Schedule" => read::<model::Schedule>(body),
+        "ScheduleList" => read::<model::ScheduleList>(body),
+        "FireList" => read::<model::FireList>(body),
+        "Task" => read::<model::Task>(body),
+        "TaskPage" => read::<model::TaskPage>(body),
+        "TaskDetail" => read::<model::TaskDetail>(body),
+        "IntakeReply" => read::<model::IntakeReply>(body),
+        "StatusReply" => read::<model::StatusReply>(body),
+        "IdentityRead" => read::<model::IdentityRead>(body),
+        other => Err(format!("the test knows no model type for schema `{other}`")),
+    }
+}
+
 /// Checks an answer against the document: its status is documented for the operation,
-/// and a JSON body with a named schema has every required property and no other.
+/// a JSON body with a named schema has every required property and no other, and it
+/// reads as the API's model type of that name (the type the handler returned).
 fn conforms(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
     let what = format!("{method} {path} answered {status}");
     let response = &doc["paths"][path][method.to_lowercase()]["responses"][status.to_string()];
@@ -187,24 +225,94 @@ fn conforms(doc: &Value, method: &str, path: &str, status: u16, body: &Value) {
     else {
         return;
     };
-    let schema = &doc["components"]["schemas"][name];
-    let properties = schema["properties"].as_object().expect("properties");
+    let (properties, required) = object_schema(doc, &doc["components"]["schemas"][name]);
+    assert!(
+        !properties.is_empty(),
+        "{what}: schema `{name}` has no properties"
+    );
     let fields = body
         .as_object()
         .unwrap_or_else(|| panic!("{what}: a {media} `{name}` is an object: {body}"));
     for key in fields.keys() {
         assert!(
-            properties.contains_key(key),
+            properties.contains(key),
             "{what}: `{key}` is not in schema `{name}`: {body}"
         );
     }
-    for key in schema["required"].as_array().into_iter().flatten() {
-        let key = key.as_str().expect("name");
+    for key in &required {
         assert!(
             fields.contains_key(key),
             "{what}: required `{key}` of `{name}` is missing: {body}"
         );
     }
+    if let Err(e) = reads_as(name, body) {
+        panic!("{what}: {e}: {body}");
+    }
+}
+
+/// The property names and the required ones of an object schema, following `$ref`s
+/// and the parts of an `allOf` (a struct with a `#[serde(flatten)]` field).
+fn object_schema(doc: &Value, schema: &Value) -> (Vec<String>, Vec<String>) {
+    if let Some(name) = schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        return object_schema(doc, &doc["components"]["schemas"][name]);
+    }
+    let mut properties: Vec<String> = schema["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut required: Vec<String> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| k.as_str().expect("name").to_owned())
+        .collect();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        let (p, r) = object_schema(doc, part);
+        properties.extend(p);
+        required.extend(r);
+    }
+    (properties, required)
+}
+
+/// The document is a contract a client can be generated from: every JSON success body
+/// has a schema with named properties (a `$ref` to a component that has them), never a
+/// bare `{"type": "object"}`; every operation has a summary. The one exception is the
+/// document itself, whose schema is the OpenAPI specification's.
+#[test]
+fn every_success_body_is_typed_and_every_operation_summarised() {
+    let doc: Value = serde_json::from_str(&committed()).expect("JSON");
+    let mut problems = Vec::new();
+    for (method, path, op) in operations(&doc) {
+        let what = format!("{method} {path}");
+        if op["summary"].as_str().is_none_or(|s| s.trim().is_empty()) {
+            problems.push(format!("{what}: no summary"));
+        }
+        if path == "/v1/openapi.json" {
+            continue;
+        }
+        for (status, response) in op["responses"].as_object().expect("responses") {
+            if !status.starts_with('2') {
+                continue;
+            }
+            for (media, content) in response["content"].as_object().into_iter().flatten() {
+                if !media.contains("json") {
+                    continue;
+                }
+                let schema = &content["schema"];
+                let (properties, _) = object_schema(&doc, schema);
+                if schema["$ref"].is_null() || properties.is_empty() {
+                    problems.push(format!(
+                        "{what} {status} {media}: untyped body {schema} (give the handler a \
+                         `model` type and `body = ThatType`)"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -264,7 +372,7 @@ fn every_documented_operation_is_served_with_the_documented_security() {
     );
     conforms(&doc, "POST", "/v1/instances", status, &body);
     assert_eq!(status, 201, "{body}");
-    let id = body["id"].as_str().expect("id").to_owned();
+    let StartReply { id, .. } = serde_json::from_value(body).expect("a start reply");
     for (method, path, concrete, request) in [
         (
             "GET",
@@ -338,12 +446,15 @@ fn every_documented_operation_is_served_with_the_documented_security() {
         conforms(&doc, method, path, status, &body);
     }
     // Errors that axum makes itself are problem details too, and documented.
+    let problem = |body: &Value| -> ProblemBody {
+        serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
     let (status, body) = call(&d, admin, "GET", "/v1/audit?limit=many");
-    assert_eq!((status, &body["status"]), (400, &json!(400)), "{body}");
+    assert_eq!((status, problem(&body).status), (400, 400), "{body}");
     conforms(&doc, "GET", "/v1/audit", status, &body);
     let big = json!({ "workflow": "x".repeat(2 * 1024 * 1024) });
     let (status, body) = call_with(&d, admin, "POST", "/v1/instances", &big);
-    assert_eq!((status, &body["status"]), (413, &json!(413)), "{body}");
+    assert_eq!((status, problem(&body).status), (413, 413), "{body}");
     conforms(&doc, "POST", "/v1/instances", status, &body);
     let r = reqwest::blocking::Client::new()
         .delete(format!("{}/v1/workflows", d.url()))
@@ -355,8 +466,8 @@ fn every_documented_operation_is_served_with_the_documented_security() {
         r.headers()["content-type"].to_str().expect("ascii"),
         "application/problem+json"
     );
-    let body: Value = r.json().expect("a problem");
-    assert_eq!(body["title"], "method not allowed", "{body}");
+    let body: ProblemBody = r.json().expect("a problem");
+    assert_eq!(body.title, "method not allowed", "{body:?}");
     // `null` is the documented way to cancel without a reason, as is no body.
     let (status, body) = call_with(&d, admin, "POST", "/v1/instances/none/cancel", &Value::Null);
     assert_eq!(status, 404, "{body}");

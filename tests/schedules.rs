@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
+use support::model::{FireList, Instance, Schedule, ScheduleList};
 use support::{Backend, Daemon, epoch};
 
 /// The fixture folder of one scenario.
@@ -31,9 +32,9 @@ fn evaluated(d: &mut Daemon, t: DateTime<Utc>) {
         &format!("the scheduler has evaluated {t}"),
         Duration::from_secs(60),
         |d| {
-            d.get("/v1/schedules")["evaluated_at"]
-                .as_str()
-                .is_some_and(|e| at(e) >= t)
+            d.get_typed::<ScheduleList>("/v1/schedules")
+                .evaluated_at
+                .is_some_and(|e| e >= t)
         },
     );
 }
@@ -50,20 +51,13 @@ fn fires(
     workflow: &str,
     schedule: &str,
 ) -> Vec<(DateTime<Utc>, String, Option<String>)> {
-    let v = d.get(&format!(
+    let v: FireList = d.get_typed(&format!(
         "/v1/schedules/{workflow}/{schedule}/fires?limit=1000"
     ));
-    let mut out: Vec<_> = v["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|f| {
-            (
-                at(f["fire_time"].as_str().expect("fire_time")),
-                f["outcome"].as_str().expect("outcome").to_owned(),
-                f["instance_id"].as_str().map(str::to_owned),
-            )
-        })
+    let mut out: Vec<_> = v
+        .items
+        .into_iter()
+        .map(|f| (f.fire_time, f.outcome, f.instance_id))
         .collect();
     out.reverse();
     out
@@ -80,13 +74,13 @@ fn started(d: &Daemon, workflow: &str, schedule: &str) -> Vec<DateTime<Utc>> {
 
 /// Every instance of `workflow`, checked to be one per fire time: the idempotency key
 /// the scheduler gives names the fire, and no key appears twice.
-fn instances_by_fire(d: &Daemon, workflow: &str) -> BTreeMap<String, Value> {
+fn instances_by_fire(d: &Daemon, workflow: &str) -> BTreeMap<String, Instance> {
     let mut out = BTreeMap::new();
-    for i in d.list_all(&format!("workflow={workflow}")) {
-        let key = i["idempotency_key"]
-            .as_str()
-            .expect("a scheduled instance has a key")
-            .to_owned();
+    for i in d.instances(&format!("workflow={workflow}")) {
+        let key = i
+            .idempotency_key
+            .clone()
+            .expect("a scheduled instance has a key");
         assert!(
             out.insert(key.clone(), i).is_none(),
             "two instances for {key}"
@@ -95,13 +89,11 @@ fn instances_by_fire(d: &Daemon, workflow: &str) -> BTreeMap<String, Value> {
     out
 }
 
-fn schedule_view(d: &Daemon, workflow: &str, schedule: &str) -> Value {
-    d.get("/v1/schedules")["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|s| s["workflow"] == workflow && s["schedule"] == schedule)
-        .cloned()
+fn schedule_view(d: &Daemon, workflow: &str, schedule: &str) -> Schedule {
+    d.get_typed::<ScheduleList>("/v1/schedules")
+        .items
+        .into_iter()
+        .find(|s| s.workflow == workflow && s.schedule == schedule)
         .unwrap_or_else(|| panic!("no schedule {workflow}/{schedule} listed"))
 }
 
@@ -128,17 +120,17 @@ fn fires_exactly_once_per_fire_time(backend: Backend) {
     assert!(by_fire.contains_key("schedule:ten@2025-03-03T09:10:00.000Z"));
     // Started by the schedule, with its input.
     let (_, first) = by_fire.iter().next().expect("one");
-    let shown = d.instance(first["id"].as_str().expect("id"));
+    let shown = d.show_instance(&first.id);
     assert_eq!(
-        shown["data"]["input"],
+        shown.data["input"],
         json!({ "source": "tick" }),
-        "{shown}"
+        "{shown:?}"
     );
     assert_eq!(d.metric("clearflow_schedule_fires_total"), 3);
     let view = schedule_view(&d, "tick", "ten");
-    assert_eq!(view["last_fire"], "2025-03-03T09:30:00Z");
-    assert_eq!(view["next_fire"], "2025-03-03T09:40:00Z");
-    assert_eq!(view["paused"], false);
+    assert_eq!(view.last_fire, Some(at("2025-03-03T09:30:00Z")));
+    assert_eq!(view.next_fire, Some(at("2025-03-03T09:40:00Z")));
+    assert!(!view.paused);
     // A restart on the same store does not fire 09:30 again.
     d.terminate();
     d.clock_start = hm(9, 35, 0);
@@ -235,10 +227,7 @@ fn catch_up_after_downtime_postgres() {
 }
 
 fn status(d: &Daemon, id: &str) -> String {
-    d.instance(id)["instance"]["status"]
-        .as_str()
-        .expect("status")
-        .to_owned()
+    d.show_instance(id).instance.status
 }
 
 fn overlap_policies(backend: Backend) {
@@ -324,11 +313,11 @@ fn pause_and_resume(backend: Backend) {
     // Pause through the CLI.
     let out = d.cli_ok(&["schedules", "pause", "pz", "hourly"]);
     assert!(out.contains("pz/hourly") && out.contains("paused"), "{out}");
-    let listed: Value =
+    let listed: ScheduleList =
         serde_json::from_str(&d.cli_ok(&["schedules", "list", "--json"])).expect("json");
-    let item = &listed["items"][0];
-    assert_eq!(item["paused"], true, "{listed}");
-    assert_eq!(item["next_fire"], Value::Null);
+    let item = &listed.items[0];
+    assert!(item.paused, "{listed:?}");
+    assert_eq!(item.next_fire, None);
     step_to(&mut d, hm(10, 0, 5));
     assert!(
         fires(&d, "pz", "hourly").is_empty(),
@@ -342,9 +331,9 @@ fn pause_and_resume(backend: Backend) {
     assert!(fires(&d, "pz", "hourly").is_empty());
     // Resume through the API at 10:30: 10:00 passed while paused and is not back-filled,
     // although the schedule catches up `latest` after downtime.
-    let v = d.post("/v1/schedules/pz/hourly/resume", &json!({}));
-    assert_eq!(v["paused"], false);
-    assert_eq!(v["next_fire"], "2025-03-03T11:00:00Z");
+    let v: Schedule = d.post_typed("/v1/schedules/pz/hourly/resume", &json!({}));
+    assert!(!v.paused);
+    assert_eq!(v.next_fire, Some(at("2025-03-03T11:00:00Z")));
     evaluated(&mut d, hm(10, 30, 0));
     step_to(&mut d, hm(10, 30, 1));
     assert!(
@@ -396,11 +385,10 @@ fn deploy(d: &mut Daemon, file: &str, id: &str) {
     std::fs::copy(scenario("dst").join(file), d.workflows_dir().join(file)).expect("copy");
     d.signal("HUP");
     d.wait_until(&format!("{id} is deployed"), Duration::from_secs(30), |d| {
-        d.get("/v1/schedules")["items"]
-            .as_array()
-            .expect("items")
+        d.get_typed::<ScheduleList>("/v1/schedules")
+            .items
             .iter()
-            .any(|s| s["workflow"] == id)
+            .any(|s| s.workflow == id)
     });
 }
 
@@ -477,8 +465,8 @@ fn two_daemons_on_one_postgres_start_one_instance_per_fire_time() {
     assert_eq!(fired, 8, "the daemons together decided each fire once");
     // Both daemons show the same state.
     assert_eq!(
-        schedule_view(&a, "tick", "ten")["last_fire"],
-        schedule_view(&b, "tick", "ten")["last_fire"]
+        schedule_view(&a, "tick", "ten").last_fire,
+        schedule_view(&b, "tick", "ten").last_fire
     );
     b.terminate();
     a.terminate();
@@ -496,7 +484,7 @@ fn sighup_picks_up_a_changed_and_a_removed_schedule(backend: Backend) {
     std::fs::write(&file, text.replace("\"0 0 * * * *\"", "\"0 15 * * * *\"")).expect("write");
     d.signal("HUP");
     d.wait_until("the new cron is active", Duration::from_secs(30), |d| {
-        schedule_view(d, "hup", "hourly")["cron"] == "0 15 * * * *"
+        schedule_view(d, "hup", "hourly").cron == "0 15 * * * *"
     });
     // No wait for the scheduler here: even when its next round runs only at 10:15:05, the
     // new fire times count from the reload at 10:05, so 10:15 is not lost.
@@ -515,9 +503,8 @@ fn sighup_picks_up_a_changed_and_a_removed_schedule(backend: Backend) {
     .expect("write");
     d.signal("HUP");
     d.wait_until("the schedule is gone", Duration::from_secs(30), |d| {
-        d.get("/v1/schedules")["items"]
-            .as_array()
-            .expect("items")
+        d.get_typed::<ScheduleList>("/v1/schedules")
+            .items
             .is_empty()
     });
     step_to(&mut d, hm(12, 15, 5));
@@ -541,10 +528,13 @@ fn jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded(backend: B
     evaluated(&mut d, epoch());
     for round in 0..3 {
         let view = schedule_view(&d, "jittered", "ten");
-        let fire = at(view["next_fire"].as_str().expect("next_fire"));
-        let run = at(view["next_run"].as_str().expect("next_run"));
-        assert_eq!(fire, hm(9, 10 * (round + 1), 0), "{view}");
-        assert!(run >= fire && run < fire + TimeDelta::minutes(5), "{view}");
+        let fire = view.next_fire.expect("next_fire");
+        let run = view.next_run.expect("next_run");
+        assert_eq!(fire, hm(9, 10 * (round + 1), 0), "{view:?}");
+        assert!(
+            run >= fire && run < fire + TimeDelta::minutes(5),
+            "{view:?}"
+        );
         // Just before the jittered run: the fire is due but waits.
         if run > fire {
             step_to(&mut d, run - TimeDelta::milliseconds(1));
@@ -561,15 +551,16 @@ fn jitter_delays_the_run_not_the_fire_and_refused_starts_are_recorded(backend: B
     }
     // 10:00 is refused by the workflow's input schema: recorded once, with the reason.
     step_to(&mut d, hm(10, 0, 5));
-    let refused = d.get("/v1/schedules/refused/hourly/fires");
-    let items = refused["items"].as_array().expect("items");
-    assert_eq!(items.len(), 1, "{refused}");
-    assert_eq!(items[0]["outcome"], "failed");
+    let refused: FireList = d.get_typed("/v1/schedules/refused/hourly/fires");
+    let items = &refused.items;
+    assert_eq!(items.len(), 1, "{refused:?}");
+    assert_eq!(items[0].outcome, "failed");
     assert!(
-        items[0]["reason"]
-            .as_str()
+        items[0]
+            .reason
+            .as_deref()
             .is_some_and(|r| r.contains("days")),
-        "{refused}"
+        "{refused:?}"
     );
     assert!(d.list_all("workflow=refused").is_empty());
     assert_eq!(d.metric("clearflow_schedule_failures_total"), 1);

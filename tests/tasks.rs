@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::model::{MailList, ProblemBody, Task, TaskDetail, TaskPage};
 use support::smtp;
 use support::{Backend, Daemon, Options};
 
@@ -106,18 +108,33 @@ fn ok(d: &Daemon, user: &str, method: &str, path: &str, body: Option<Value>) -> 
     v
 }
 
+/// [`ok`], read as the API's model type `T`.
+fn ok_typed<T: DeserializeOwned>(
+    d: &Daemon,
+    user: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> T {
+    let v = ok(d, user, method, path, body);
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{method} {path}: {e}: {v}"))
+}
+
+/// An error answer, read as the API's problem body.
+fn problem(v: &Value) -> ProblemBody {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("not a problem: {e}: {v}"))
+}
+
 /// The open tasks `user` sees for `instance`.
-fn tasks_of(d: &Daemon, user: &str, instance: &str) -> Vec<Value> {
-    ok(
+fn tasks_of(d: &Daemon, user: &str, instance: &str) -> Vec<Task> {
+    ok_typed::<TaskPage>(
         d,
         user,
         "GET",
         &format!("/v1/tasks?instance={instance}"),
         None,
-    )["items"]
-        .as_array()
-        .expect("items")
-        .clone()
+    )
+    .items
 }
 
 /// Waits until `user` sees exactly one open task of `instance` at `step`; returns its id.
@@ -129,8 +146,8 @@ fn open_task(d: &mut Daemon, user: &str, instance: &str, step: &str) -> String {
         |d| {
             let items = tasks_of(d, user, instance);
             match items.as_slice() {
-                [t] if t["step"] == step => {
-                    id = t["id"].as_str().expect("id").to_owned();
+                [t] if t.step == step => {
+                    id = t.id.clone();
                     true
                 }
                 _ => false,
@@ -171,12 +188,7 @@ fn three_tier_review(backend: Backend) {
         Some(json!({"form": {"summary": "short", "pages": 0}})),
     );
     assert_eq!(status, 422, "{v}");
-    let errors: Vec<&str> = v["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let errors = problem(&v).errors.expect("errors");
     assert_eq!(errors.len(), 2, "{v}");
     assert!(errors.iter().any(|e| e.contains("/summary")), "{v}");
     assert!(errors.iter().any(|e| e.contains("/pages")), "{v}");
@@ -189,10 +201,7 @@ fn three_tier_review(backend: Backend) {
         Some(json!({"reason": "no"})),
     );
     assert_eq!(status, 422, "{v}");
-    assert!(
-        v["detail"].as_str().unwrap().contains("no `on_reject`"),
-        "{v}"
-    );
+    assert!(problem(&v).detail.contains("no `on_reject`"), "{v}");
     assert_eq!(
         call(
             &d,
@@ -221,10 +230,7 @@ fn three_tier_review(backend: Backend) {
         None,
     );
     assert_eq!(status, 409, "{v}");
-    assert!(
-        v["detail"].as_str().unwrap().contains("claimed by chen"),
-        "{v}"
-    );
+    assert!(problem(&v).detail.contains("claimed by chen"), "{v}");
     let good = json!({"form": {"summary": "the allegation was checked", "pages": 3}});
     assert_eq!(
         call(
@@ -248,8 +254,8 @@ fn three_tier_review(backend: Backend) {
         .0,
         409
     );
-    let mine = ok(&d, "chen", "GET", "/v1/tasks?mine=true", None);
-    assert_eq!(mine["items"].as_array().unwrap().len(), 1, "{mine}");
+    let mine: TaskPage = ok_typed(&d, "chen", "GET", "/v1/tasks?mine=true", None);
+    assert_eq!(mine.items.len(), 1, "{mine:?}");
     ok(
         &d,
         "chen",
@@ -259,14 +265,14 @@ fn three_tier_review(backend: Backend) {
     );
 
     // wang drafts; li.na (head and leader) takes the first review.
-    let v = ok(
+    let v: Task = ok_typed(
         &d,
         "wang",
         "POST",
         &format!("/v1/tasks/{draft}/complete"),
         Some(good),
     );
-    assert_eq!(v["status"], "completed");
+    assert_eq!(v.status, "completed");
     let r1 = open_task(&mut d, "li.na", &inst, "review_1");
     ok(
         &d,
@@ -287,13 +293,14 @@ fn three_tier_review(backend: Backend) {
     );
     assert_eq!(status, 403, "{v}");
     assert_eq!(
-        v["detail"], "li.na completed `review_1`; `review_2` needs a different person",
+        problem(&v).detail,
+        "li.na completed `review_1`; `review_2` needs a different person",
         "{v}"
     );
-    let shown = ok(&d, "li.na", "GET", &format!("/v1/tasks/{r2}"), None);
+    let shown: TaskDetail = ok_typed(&d, "li.na", "GET", &format!("/v1/tasks/{r2}"), None);
     assert_eq!(
-        shown["status"], "open",
-        "a refusal changes nothing: {shown}"
+        shown.task.status, "open",
+        "a refusal changes nothing: {shown:?}"
     );
 
     // liu rejects: back to the draft, the reason in the history.
@@ -306,19 +313,21 @@ fn three_tier_review(backend: Backend) {
     );
     let draft2 = open_task(&mut d, "wang", &inst, "draft");
     assert_ne!(draft2, draft);
-    let shown = d.instance(&inst);
-    let rejected = shown["history"]
-        .as_array()
-        .unwrap()
+    let shown = d.show_instance(&inst);
+    let rejected = shown
+        .history
         .iter()
-        .find(|h| h["kind"] == "task_rejected")
-        .unwrap_or_else(|| panic!("no task_rejected in {shown}"));
-    assert_eq!(rejected["step"], "review_2");
-    assert_eq!(rejected["detail"]["reason"], "the evidence list is missing");
-    assert_eq!(rejected["actor"], "user:liu");
-    let closed = ok(&d, "liu", "GET", &format!("/v1/tasks/{r2}"), None);
-    assert_eq!(closed["status"], "rejected");
-    assert_eq!(closed["result"]["reason"], "the evidence list is missing");
+        .find(|h| h.kind == "task_rejected")
+        .unwrap_or_else(|| panic!("no task_rejected in {shown:?}"));
+    assert_eq!(rejected.step.as_deref(), Some("review_2"));
+    assert_eq!(rejected.detail["reason"], "the evidence list is missing");
+    assert_eq!(rejected.actor, "user:liu");
+    let closed: TaskDetail = ok_typed(&d, "liu", "GET", &format!("/v1/tasks/{r2}"), None);
+    assert_eq!(closed.task.status, "rejected");
+    assert_eq!(
+        closed.task.result.as_ref().expect("a result")["reason"],
+        "the evidence list is missing"
+    );
 
     // Through the CLI this time, with the token from CLEARFLOW_TOKEN.
     let form = d.dir.path().join("form.json");
@@ -346,15 +355,8 @@ fn three_tier_review(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        listed["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["id"] == draft2.as_str()),
-        "{listed}"
-    );
+    let listed: TaskPage = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed.items.iter().any(|t| t.id == draft2), "{listed:?}");
     let out = cli(
         &[
             "tasks",
@@ -394,7 +396,7 @@ fn three_tier_review(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     d.wait_until("the review is approved", Duration::from_secs(30), |d| {
-        d.instance(&inst)["instance"]["outcome"] == "approved"
+        d.show_instance(&inst).instance.outcome.as_deref() == Some("approved")
     });
 }
 
@@ -434,17 +436,11 @@ fn delivered(server: &smtp::SmtpServer) -> Vec<String> {
 
 /// The subjects of the sent mail of `step`, oldest first, from the outbox.
 fn sent_subjects(d: &Daemon) -> Vec<String> {
-    let v = d.get("/v1/mail?status=sent&limit=1000");
-    let mut rows: Vec<&Value> = v["items"].as_array().unwrap().iter().collect();
-    rows.sort_by_key(|r| {
-        (
-            r["created_at"].as_i64(),
-            r["id"].as_str().map(str::to_owned),
-        )
-    });
-    rows.iter()
-        .map(|r| r["subject"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    let mut rows = d
+        .get_typed::<MailList>("/v1/mail?status=sent&limit=1000")
+        .items;
+    rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    rows.into_iter().map(|r| r.subject).collect()
 }
 
 fn wait_mail(d: &mut Daemon, server: &smtp::SmtpServer, n: usize) -> Vec<String> {
@@ -493,8 +489,8 @@ fn reminders_and_escalation(backend: Backend) {
     d.set_clock(at("2025-03-07T15:59:59.999Z"));
     let got = wait_mail(&mut d, &server, 4);
     assert!(got[3].contains("wang@jw.example.cn"), "{got:?}");
-    let overdue = ok(&d, "wang", "GET", "/v1/tasks?overdue=true", None);
-    assert_eq!(overdue["items"][0]["id"], task.as_str(), "{overdue}");
+    let overdue: TaskPage = ok_typed(&d, "wang", "GET", "/v1/tasks?overdue=true", None);
+    assert_eq!(overdue.items[0].id, task, "{overdue:?}");
     let subjects = sent_subjects(&d);
     assert!(
         subjects[1..].iter().all(|s| s.starts_with("Reminder")),
@@ -531,9 +527,9 @@ fn reminders_and_escalation(backend: Backend) {
             == 2,
         "{subjects:?}"
     );
-    let shown = ok(&d, "zhao", "GET", &format!("/v1/tasks/{task}"), None);
-    assert_eq!(shown["role"], "head", "{shown}");
-    assert!(shown["assignee"].is_null(), "{shown}");
+    let shown: TaskDetail = ok_typed(&d, "zhao", "GET", &format!("/v1/tasks/{task}"), None);
+    assert_eq!(shown.task.role.as_deref(), Some("head"), "{shown:?}");
+    assert!(shown.task.assignee.is_none(), "{shown:?}");
     assert_eq!(
         call(&d, Some("wang"), "GET", &format!("/v1/tasks/{task}"), None).0,
         404,
@@ -561,13 +557,13 @@ fn reminders_and_escalation(backend: Backend) {
         Some(json!({"form": {"done": true}})),
     );
     d.wait_until("the instance ends", Duration::from_secs(30), |d| {
-        d.instance(&inst)["instance"]["status"] == "completed"
+        d.show_instance(&inst).instance.status == "completed"
     });
     d.set_clock(at("2025-03-20T16:00:00Z"));
     d.settle();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(server.messages().len(), 7, "{:#?}", sent_subjects(&d));
-    assert!(d.instance(&inst)["pending"].as_array().unwrap().is_empty());
+    assert!(d.show_instance(&inst).pending.is_empty());
 }
 
 #[test]
@@ -594,8 +590,8 @@ fn goto_and_cancelled_branch(backend: Backend) {
     );
     d.advance(chrono::TimeDelta::days(3) + chrono::TimeDelta::minutes(1));
     let take_over = open_task(&mut d, "liu", &inst, "take_over");
-    let closed = ok(&d, "chen", "GET", &format!("/v1/tasks/{verify}"), None);
-    assert_eq!(closed["status"], "cancelled", "{closed}");
+    let closed: TaskDetail = ok_typed(&d, "chen", "GET", &format!("/v1/tasks/{verify}"), None);
+    assert_eq!(closed.task.status, "cancelled", "{closed:?}");
     assert_eq!(
         call(
             &d,
@@ -616,32 +612,32 @@ fn goto_and_cancelled_branch(backend: Backend) {
         Some(json!({"form": {}})),
     );
     d.wait_until("taken over", Duration::from_secs(30), |d| {
-        d.instance(&inst)["instance"]["outcome"] == "taken_over"
+        d.show_instance(&inst).instance.outcome.as_deref() == Some("taken_over")
     });
 
     // The task of a losing branch is cancelled, with its reminder timer.
     let (inst, _) = d.start_instance("branches", &json!({}), None);
     let slow = open_task(&mut d, "wang", &inst, "slow");
     assert_eq!(
-        d.instance(&inst)["pending"].as_array().unwrap().len(),
+        d.show_instance(&inst).pending.len(),
         2,
         "the hour and the reminder"
     );
     d.advance(chrono::TimeDelta::hours(1));
     d.wait_until("the race ends", Duration::from_secs(30), |d| {
-        d.instance(&inst)["instance"]["status"] == "completed"
+        d.show_instance(&inst).instance.status == "completed"
     });
-    let closed = ok(&d, "wang", "GET", &format!("/v1/tasks/{slow}"), None);
-    assert_eq!(closed["status"], "cancelled", "{closed}");
+    let closed: TaskDetail = ok_typed(&d, "wang", "GET", &format!("/v1/tasks/{slow}"), None);
+    assert_eq!(closed.task.status, "cancelled", "{closed:?}");
     assert!(tasks_of(&d, "wang", &inst).is_empty());
-    let all = ok(
+    let all: TaskPage = ok_typed(
         &d,
         "wang",
         "GET",
         &format!("/v1/tasks?instance={inst}&status=any"),
         None,
     );
-    assert_eq!(all["items"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all.items.len(), 1, "{all:?}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ use clearflow_testkit as support;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use support::model::{InstanceDetail, ProblemBody, StartReply};
 use support::{Backend, Daemon};
 
 fn workflows() -> PathBuf {
@@ -17,37 +18,37 @@ fn start_and_wait(backend: Backend) {
     let d = Daemon::start(backend, &workflows());
 
     // A run that ends: the answer carries the outcome and the data, no polling.
-    let v = d.post(
+    let v: StartReply = d.post_typed(
         "/v1/instances?wait=20s",
         &json!({ "workflow": "quick", "input": { "n": 7 } }),
     );
-    let s = &v["settled"];
-    assert_eq!(s["settled"], true, "{v}");
-    assert_eq!(s["status"], "completed", "{v}");
-    assert_eq!(s["outcome"], "done", "{v}");
-    assert_eq!(s["data"]["vars"]["seen"], 7, "{v}");
-    assert!(s["ended_at"].as_i64().is_some(), "{v}");
-    let id = v["id"].as_str().expect("id").to_owned();
-    assert_eq!(d.instance(&id)["instance"]["status"], "completed");
+    let s = v.settled.as_ref().expect("settled");
+    assert!(s.settled, "{v:?}");
+    assert_eq!(s.status, "completed", "{v:?}");
+    assert_eq!(s.outcome.as_deref(), Some("done"), "{v:?}");
+    assert_eq!(s.data["vars"]["seen"], 7, "{v:?}");
+    assert!(s.ended_at.is_some(), "{v:?}");
+    assert_eq!(d.show_instance(&v.id).instance.status, "completed");
 
     // A run that parks on an event: the answer says what it waits at.
-    let v = d.post(
+    let v: StartReply = d.post_typed(
         "/v1/instances?wait=20s",
         &json!({ "workflow": "parks", "input": { "key": "k-1" } }),
     );
-    let s = &v["settled"];
-    assert_eq!(s["settled"], true, "{v}");
-    assert_eq!(s["status"], "running", "{v}");
-    assert_eq!(s["waiting"][0]["step"], "hold", "{v}");
-    assert_eq!(s["waiting"][0]["wait"]["name"], "go", "{v}");
-    let parked = v["id"].as_str().expect("id").to_owned();
+    let s = v.settled.as_ref().expect("settled");
+    assert!(s.settled, "{v:?}");
+    assert_eq!(s.status, "running", "{v:?}");
+    assert_eq!(s.waiting[0].step, "hold", "{v:?}");
+    assert_eq!(s.waiting[0].wait["name"], "go", "{v:?}");
+    let parked = v.id;
     // Released by its event, a GET with a wait sees the end.
     d.post("/v1/events", &json!({ "name": "go", "key": "k-1" }));
-    let v = d.get(&format!("/v1/instances/{parked}?wait=20s"));
-    assert_eq!(v["instance"]["status"], "completed", "{v}");
-    assert_eq!(v["instance"]["outcome"], "released", "{v}");
+    let v: InstanceDetail = d.get_typed(&format!("/v1/instances/{parked}?wait=20s"));
+    assert_eq!(v.instance.status, "completed", "{v:?}");
+    assert_eq!(v.instance.outcome.as_deref(), Some("released"), "{v:?}");
 
-    // Without `wait` nothing changes: the answer is immediate and has no `settled`.
+    // Without `wait` nothing changes: the answer is immediate and has no `settled` (the
+    // raw body: the typed answer would read an absent and a null `settled` alike).
     let v = d.post(
         "/v1/instances",
         &json!({ "workflow": "quick", "input": { "n": 1 } }),
@@ -63,10 +64,8 @@ fn start_and_wait(backend: Backend) {
             )
             .expect("answer");
         assert_eq!(code, 400, "wait={wait}: {v}");
-        assert!(
-            v["detail"].as_str().unwrap_or_default().contains(says),
-            "wait={wait}: {v}"
-        );
+        let problem: ProblemBody = serde_json::from_value(v.clone()).expect("a problem");
+        assert!(problem.detail.contains(says), "wait={wait}: {v}");
     }
 
     // The CLI waits too and prints the outcome.

@@ -23,13 +23,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
+use super::model::{IdentityRead, IntakeReply, StatusReply};
 use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use clearflow_runtime::Runtime;
@@ -250,6 +251,10 @@ impl From<IntakeError> for Problem {
     }
 }
 
+/// Submit a complaint
+///
+/// Public: no token. Starts `[intake] workflow` with the case data; the reporter's identity
+/// is sealed apart from the case. The answer's receipt code is shown only this once.
 #[utoipa::path(post, path = "/v1/public/intake", tag = "intake", operation_id = "submit_report",
     request_body = IntakeBody,
     responses(
@@ -287,19 +292,10 @@ async fn intake(
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(IntakeReply {
             receipt,
-            notice: "Keep this receipt code: it is shown only now, and it is the only way to check the status of your report.",
+            notice: "Keep this receipt code: it is shown only now, and it is the only way to check the status of your report.".into(),
         }),
     )
         .into_response())
-}
-
-/// The answer of `POST /v1/public/intake`.
-#[derive(Serialize, ToSchema)]
-struct IntakeReply {
-    /// The receipt code, shown only this once: the reporter's only way to the case.
-    receipt: String,
-    /// A reminder to keep the code.
-    notice: &'static str,
 }
 
 /// A status check.
@@ -310,20 +306,15 @@ struct StatusBody {
     receipt: String,
 }
 
-/// The answer of `POST /v1/public/status`.
-#[derive(Serialize, ToSchema)]
-struct StatusReply {
-    /// The case's public status (`vars.public_status`; `received` until the workflow sets one).
-    status: String,
-    /// Feedback for the reporter (`vars.feedback`), or null.
-    feedback: Option<String>,
-}
-
 /// The one answer for a wrong code and for no such case.
 fn no_match() -> Problem {
     Problem::not_found("no report matches this receipt code")
 }
 
+/// Check a report's status by its receipt code
+///
+/// Public: no token. POST so the code stays out of URLs and access logs; a wrong code and
+/// an unknown case get the same answer after the same work.
 #[utoipa::path(post, path = "/v1/public/status", tag = "intake", operation_id = "report_status",
     request_body = StatusBody,
     responses(
@@ -372,10 +363,14 @@ struct IdentityQuery {
     reason: Option<String>,
 }
 
+/// Read a reporter's identity
+///
+/// Decrypts the identity sealed at intake. Each read is recorded in the audit log, with who
+/// and why, before anything is decrypted.
 #[utoipa::path(get, path = "/v1/instances/{id}/identity", tag = "intake",
     params(("id" = String, Path, description = "the instance id"), IdentityQuery),
     responses(
-        (status = 200, description = "`{instance, identity, read_by, reason}`: the reporter's decrypted identity (`name`, `email`, `phone`, `id_number`, `address`); the read is recorded in the audit log first", body = Object),
+        (status = 200, description = "the reporter's decrypted identity; the read is recorded in the audit log first", body = IdentityRead),
         (status = 400, description = "no reason, or one longer than 500 characters", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "needs `read_identity`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such instance, or an anonymous report", body = ProblemBody, content_type = "application/problem+json"),
@@ -430,12 +425,12 @@ async fn read_identity(
     tracing::info!(instance = %stored.instance_id, user = %caller.user, "reporter identity read");
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({
-            "instance": stored.instance_id,
-            "identity": identity,
-            "read_by": caller.user,
-            "reason": reason,
-        })),
+        axum::Json(IdentityRead {
+            instance: stored.instance_id,
+            identity: identity.into(),
+            read_by: caller.user,
+            reason: reason.to_owned(),
+        }),
     )
         .into_response())
 }

@@ -8,6 +8,7 @@ pub mod caller;
 pub mod console;
 mod edge;
 pub mod intake;
+pub mod model;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::DateTime;
 use clearflow_core::engine::Event;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +30,11 @@ use caller::{Caller, Permission};
 use clearflow_runtime::Runtime;
 use clearflow_runtime::data::{ListFilter, Started};
 use clearflow_runtime::worker::StartError;
+use model::{
+    Accepted, AuditPage, ClockReply, ClockSet, Delivered, DeliveredTo, InstanceDetail,
+    InstancePage, MailList, Queued, SettledView, StartReply, ValidateReply, WaitingAt,
+    WorkflowDetail, WorkflowList, WorkflowSummary,
+};
 use openapi::ProblemBody;
 
 mod schedules;
@@ -212,12 +218,17 @@ pub(crate) fn routes(intake_body_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
 }
 
+/// Check that the process is up
 #[utoipa::path(get, path = "/healthz", tag = "health",
     responses((status = 200, description = "the process is up", body = String, content_type = "text/plain", example = "ok")))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Check that the daemon is ready
+///
+/// Ready when the store answers and every service (engine, mailer, scheduler, retention)
+/// runs and has completed a round within its expected interval.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "the store answers and every service (engine, mailer, scheduler, retention) runs and has completed a round within its expected interval", body = String, content_type = "text/plain", example = "ready"),
@@ -234,6 +245,7 @@ async fn readyz(State(s): State<AppState>) -> Response {
     }
 }
 
+/// Read the Prometheus metrics
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
         (status = 200, description = "Prometheus text: steps, commits, instances by workflow and status, mail and schedule counters", body = String, content_type = "text/plain; version=0.0.4"),
@@ -246,58 +258,49 @@ async fn metrics(State(s): State<AppState>, caller: Caller) -> ApiResult<Respons
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
-fn workflow_summary(wf: &clearflow_core::Workflow) -> Value {
-    json!({
-        "id": wf.id,
-        "title": wf.title,
-        "version": wf.hash,
-        "file": wf.file,
-        "steps": wf.nodes.len(),
-        "roles": wf.roles,
-        "concurrent_starts": wf.on_start.iter().map(|s| json!({"workflow": s.workflow, "as": s.alias})).collect::<Vec<_>>(),
-        "schedules": wf.schedules.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+/// List the deployed workflows
+#[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
+    responses((status = 200, description = "every deployed workflow", body = WorkflowList)))]
+async fn list_workflows(State(s): State<AppState>, _: Caller) -> Json<WorkflowList> {
+    let catalog = s.rt.catalog();
+    Json(WorkflowList {
+        items: catalog
+            .workflows
+            .values()
+            .map(|w| WorkflowSummary::from(&**w))
+            .collect(),
     })
 }
 
-#[utoipa::path(get, path = "/v1/workflows", tag = "workflows",
-    responses((status = 200, description = "`{items}`: each deployed workflow's `id`, `title`, `version` (sha256), `file`, `steps`, `roles`, `concurrent_starts` and `schedules`", body = Object)))]
-async fn list_workflows(State(s): State<AppState>, _: Caller) -> Json<Value> {
-    let catalog = s.rt.catalog();
-    Json(
-        json!({ "items": catalog.workflows.values().map(|w| workflow_summary(w)).collect::<Vec<_>>() }),
-    )
-}
-
+/// Show a deployed workflow
 #[utoipa::path(get, path = "/v1/workflows/{id}", tag = "workflows",
     params(("id" = String, Path, description = "the workflow id")),
     responses(
-        (status = 200, description = "the workflow as listed, plus `input_schema` (JSON Schema or null) and `step_ids`", body = Object),
+        (status = 200, description = "the workflow as listed, plus its `input_schema` and `step_ids`", body = WorkflowDetail),
         (status = 404, description = "no such workflow", body = ProblemBody, content_type = "application/problem+json"),
     ))]
 async fn show_workflow(
     State(s): State<AppState>,
     _: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WorkflowDetail>> {
     let catalog = s.rt.catalog();
     let wf = catalog
         .get(&id)
         .ok_or_else(|| Problem::not_found(format!("no workflow `{id}`")))?;
-    let mut v = workflow_summary(wf);
-    v["input_schema"] = wf
-        .input_schema
-        .as_ref()
-        .map_or(Value::Null, |s| s.json.clone());
-    v["step_ids"] = json!(
-        wf.nodes
+    Ok(Json(WorkflowDetail {
+        summary: WorkflowSummary::from(&**wf),
+        input_schema: wf.input_schema.as_ref().map(|s| s.json.clone()),
+        step_ids: wf
+            .nodes
             .iter()
             .filter(|n| n.named)
             .map(|n| n.id.clone())
-            .collect::<Vec<_>>()
-    );
-    Ok(Json(v))
+            .collect(),
+    }))
 }
 
+/// Draw a workflow as a Mermaid flowchart
 #[utoipa::path(get, path = "/v1/workflows/{id}/graph", tag = "workflows",
     params(("id" = String, Path, description = "the workflow id")),
     responses(
@@ -320,6 +323,9 @@ async fn graph(
         .into_response())
 }
 
+/// Validate a workflow file
+///
+/// Loads the file as the daemon would and answers every diagnostic; nothing is deployed.
 #[utoipa::path(post, path = "/v1/workflows/validate", tag = "workflows",
     request_body(content = String, content_type = "application/yaml", description = "a workflow file"),
     responses(
@@ -335,31 +341,8 @@ async fn validate(_: Caller, body: Bytes) -> ApiResult<Json<ValidateReply>> {
     };
     Ok(Json(ValidateReply {
         valid: diags.is_empty(),
-        diagnostics: diags,
+        diagnostics: diags.into_iter().map(Into::into).collect(),
     }))
-}
-
-/// The answer of `POST /v1/workflows/validate`.
-#[derive(Serialize, ToSchema)]
-struct ValidateReply {
-    /// Whether the file has no errors.
-    valid: bool,
-    /// Every diagnostic: `file`, `pos` (line and column), `severity`, `message`, `hint`.
-    #[schema(value_type = Vec<Object>)]
-    diagnostics: Vec<clearflow_core::Diagnostic>,
-}
-
-/// The answer of `POST /v1/instances`.
-#[derive(Serialize, ToSchema)]
-struct StartReply {
-    /// The instance id.
-    id: String,
-    /// False when the idempotency key had started this instance before.
-    created: bool,
-    /// With `?wait=`: the instance when it ended or parked, or as it was when the wait
-    /// ran out (`settled` false).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    settled: Option<SettledView>,
 }
 
 /// The longest `?wait=` the API accepts.
@@ -411,40 +394,6 @@ fn parse_wait(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_millis(n.checked_mul(unit_ms)?))
 }
 
-/// An instance as a waiter sees it when the wait is over.
-#[derive(Serialize, ToSchema)]
-struct SettledView {
-    /// True when the instance ended or parked; false when the wait ran out first.
-    settled: bool,
-    /// `running`, `completed`, `failed` or `cancelled`.
-    status: String,
-    /// The outcome word when it ended.
-    outcome: Option<String>,
-    /// When it ended (ms since the epoch).
-    ended_at: Option<i64>,
-    /// The next time the engine has work for it (a timer), if any (ms since the epoch).
-    wake_at: Option<i64>,
-    /// The instance data.
-    #[schema(value_type = Object)]
-    data: Value,
-    /// How it ended (the engine's status, with the failure's reason).
-    #[schema(value_type = Object)]
-    result: Value,
-    /// The steps it waits at, and what for (a task, a timer, an event).
-    waiting: Vec<WaitingAt>,
-}
-
-/// One step an instance waits at.
-#[derive(Serialize, ToSchema)]
-struct WaitingAt {
-    /// The step id.
-    step: String,
-    /// What it waits for: `{"for": "event", "name", "key"}`, `{"for": "timer", …}`,
-    /// `{"for": "task", …}`.
-    #[schema(value_type = Object)]
-    wait: Value,
-}
-
 /// Waits up to `wait` for `id` to settle.
 async fn settled_view(
     rt: &Runtime,
@@ -491,50 +440,6 @@ async fn settled_view(
     }))
 }
 
-/// The answer of `POST /v1/instances/{id}/signal`.
-#[derive(Serialize, ToSchema)]
-struct Delivered {
-    /// Always true: the event is queued for the instance.
-    delivered: bool,
-}
-
-/// The answer of `POST /v1/instances/{id}/cancel`.
-#[derive(Serialize, ToSchema)]
-struct Accepted {
-    /// Always true: the cancellation is queued for the instance.
-    accepted: bool,
-}
-
-/// The answer of `POST /v1/events`.
-#[derive(Serialize, ToSchema)]
-struct DeliveredTo {
-    /// The ids of the instances waiting for this name and key (possibly none).
-    delivered_to: Vec<String>,
-}
-
-/// The answer of `GET /v1/admin/clock`.
-#[derive(Serialize, ToSchema)]
-struct ClockReply {
-    /// The daemon's time (RFC 3339).
-    now: String,
-    /// Whether the clock is the manual one (`[clock] mode = "manual"`).
-    manual: bool,
-}
-
-/// The answer of `POST /v1/admin/clock`.
-#[derive(Serialize, ToSchema)]
-struct ClockSet {
-    /// The clock's time after the move (RFC 3339); a manual clock never goes back.
-    now: String,
-}
-
-/// The answer of `POST /v1/mail/{id}/retry`.
-#[derive(Serialize, ToSchema)]
-struct Queued {
-    /// Always true: the message is queued for delivery.
-    queued: bool,
-}
-
 /// A start request.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -549,6 +454,11 @@ struct StartBody {
     idempotency_key: Option<String>,
 }
 
+/// Start an instance
+///
+/// With `?wait=`, answers once the instance has ended or parked (or the wait ran out), with
+/// its outcome or what it waits for. The same `idempotency_key` never starts a second
+/// instance of the workflow.
 #[utoipa::path(post, path = "/v1/instances", tag = "instances",
     params(WaitQuery),
     request_body = StartBody,
@@ -629,10 +539,11 @@ struct ListQuery {
     after: Option<String>,
 }
 
+/// List instances
 #[utoipa::path(get, path = "/v1/instances", tag = "instances",
     params(ListQuery),
     responses(
-        (status = 200, description = "`{items, next}`: instance rows, newest first; `next` is the cursor for `after` (null on the last page)", body = Object),
+        (status = 200, description = "one page of instances, newest first", body = InstancePage),
         (status = 400, description = "a bad `after` cursor", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "needs `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -641,7 +552,7 @@ async fn list_instances(
     State(s): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InstancePage>> {
     caller.require(&Permission::ReadInstances)?;
     let after = match &q.after {
         Some(cursor) => {
@@ -669,13 +580,19 @@ async fn list_instances(
     let next = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| format!("{}_{}", r.created_at, r.id)))
         .flatten();
-    Ok(Json(json!({ "items": rows, "next": next })))
+    Ok(Json(InstancePage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next,
+    }))
 }
 
+/// Show an instance
+///
+/// With `?wait=`, answers once the instance has ended or parked, or the wait ran out.
 #[utoipa::path(get, path = "/v1/instances/{id}", tag = "instances",
     params(("id" = String, Path, description = "the instance id"), WaitQuery),
     responses(
-        (status = 200, description = "`instance` (the row), `data`, `result`, `links`, `waiting`, `provisional`, `pending`, `children` and `history`", body = Object),
+        (status = 200, description = "the instance with its state, pending work, children and history", body = InstanceDetail),
         (status = 403, description = "needs `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such instance", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -685,7 +602,7 @@ async fn show_instance(
     caller: Caller,
     Path(id): Path<String>,
     Query(w): Query<WaitQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<InstanceDetail>> {
     caller.require(&Permission::ReadInstances)?;
     if let Some(wait) = w.duration()? {
         s.rt.wait_settled(&id, wait).await?;
@@ -694,7 +611,7 @@ async fn show_instance(
         s.rt.instance(&id)
             .await?
             .ok_or_else(|| Problem::not_found(format!("no instance `{id}`")))?;
-    let state: Value = serde_json::from_str(&state).map_err(Problem::internal)?;
+    let mut state: Value = serde_json::from_str(&state).map_err(Problem::internal)?;
     let history = s.rt.history(&id).await?;
     let pending = s.rt.pending(&id).await?;
     let children =
@@ -704,18 +621,24 @@ async fn show_instance(
             ..ListFilter::default()
         })
         .await?;
-    Ok(Json(json!({
-        "instance": row,
-        "data": state.get("data"),
-        "result": state.get("status"),
-        "links": state.get("links"),
-        "waiting": state.get("tokens"),
-        "provisional": state.pointer("/provisional/timers").cloned().unwrap_or_else(|| json!({})),
-        "provisional_tasks": state.pointer("/provisional/tasks").cloned().unwrap_or_else(|| json!({})),
-        "pending": pending,
-        "children": children,
-        "history": history,
-    })))
+    let mut take = |pointer: &str, absent: Value| {
+        state
+            .pointer_mut(pointer)
+            .map(Value::take)
+            .unwrap_or(absent)
+    };
+    Ok(Json(InstanceDetail {
+        instance: row.into(),
+        data: take("/data", Value::Null),
+        result: take("/status", Value::Null),
+        links: take("/links", Value::Null),
+        waiting: take("/tokens", Value::Null),
+        provisional: take("/provisional/timers", json!({})),
+        provisional_tasks: take("/provisional/tasks", json!({})),
+        pending: pending.into_iter().map(Into::into).collect(),
+        children: children.into_iter().map(Into::into).collect(),
+        history: history.into_iter().map(Into::into).collect(),
+    }))
 }
 
 /// An external event for one instance.
@@ -732,6 +655,7 @@ struct SignalBody {
     data: Value,
 }
 
+/// Send an event to an instance
 #[utoipa::path(post, path = "/v1/instances/{id}/signal", tag = "instances",
     params(("id" = String, Path, description = "the instance id")),
     request_body = SignalBody,
@@ -771,6 +695,7 @@ struct CancelBody {
     reason: Option<String>,
 }
 
+/// Cancel an instance
 #[utoipa::path(post, path = "/v1/instances/{id}/cancel", tag = "instances",
     params(("id" = String, Path, description = "the instance id")),
     request_body(content = Option<CancelBody>, description = "optional; no body or `null` cancels without a reason"),
@@ -820,6 +745,9 @@ struct KeyedBody {
     data: Value,
 }
 
+/// Send an event to every instance waiting for it
+///
+/// Queues the event for each instance waiting for this name and correlation key.
 #[utoipa::path(post, path = "/v1/events", tag = "instances",
     request_body = KeyedBody,
     responses(
@@ -847,6 +775,7 @@ async fn send_keyed(
     Ok(Json(DeliveredTo { delivered_to: ids }))
 }
 
+/// Read the daemon's clock
 #[utoipa::path(get, path = "/v1/admin/clock", tag = "admin",
     responses(
         (status = 200, description = "the daemon's time", body = ClockReply),
@@ -872,6 +801,10 @@ struct ClockBody {
     advance_ms: Option<i64>,
 }
 
+/// Move the manual clock
+///
+/// Only a daemon on the manual clock (`[clock] mode = "manual"`); a manual clock never goes
+/// back.
 #[utoipa::path(post, path = "/v1/admin/clock", tag = "admin",
     request_body = ClockBody,
     responses(
@@ -921,10 +854,11 @@ struct MailQuery {
     limit: Option<u32>,
 }
 
+/// List the mail outbox
 #[utoipa::path(get, path = "/v1/mail", tag = "mail",
     params(MailQuery),
     responses(
-        (status = 200, description = "`{items}`: outbox rows, newest first", body = Object),
+        (status = 200, description = "outbox messages, newest first", body = MailList),
         (status = 400, description = "an unknown `status`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -933,7 +867,7 @@ async fn list_mail(
     State(s): State<AppState>,
     caller: Caller,
     Query(q): Query<MailQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MailList>> {
     caller.require(&Permission::Admin)?;
     if let Some(st) = q
         .status
@@ -947,9 +881,12 @@ async fn list_mail(
     let rows =
         s.rt.list_mail(q.status.as_deref(), q.limit.unwrap_or(100))
             .await?;
-    Ok(Json(json!({ "items": rows })))
+    Ok(Json(MailList {
+        items: rows.into_iter().map(Into::into).collect(),
+    }))
 }
 
+/// Retry a message
 #[utoipa::path(post, path = "/v1/mail/{id}/retry", tag = "mail",
     params(("id" = String, Path, description = "the message id")),
     responses(
@@ -983,11 +920,12 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
+/// Read the security audit log
 #[utoipa::path(get, path = "/v1/audit", tag = "admin",
     params(AuditQuery),
     responses(
         (status = 400, description = "a query parameter that cannot be read", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 200, description = "`{items, next}`: audit rows, oldest first; `next` is the `seq` for `after` (null on the last page)", body = Object),
+        (status = 200, description = "one page of audit rows, oldest first", body = AuditPage),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -995,18 +933,22 @@ async fn audit_log(
     State(s): State<AppState>,
     caller: Caller,
     Query(q): Query<AuditQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AuditPage>> {
     caller.require(&Permission::Admin)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let rows = s.rt.audit_log(q.after.unwrap_or(0), limit).await?;
     let next = (rows.len() as u32 == limit)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
-    Ok(Json(json!({ "items": rows, "next": next })))
+    Ok(Json(AuditPage {
+        items: rows.into_iter().map(Into::into).collect(),
+        next,
+    }))
 }
 
+/// Read this OpenAPI document
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "meta",
-    responses((status = 200, description = "this OpenAPI document (the committed `docs/openapi.json`)", body = Object)))]
+    responses((status = 200, description = "this OpenAPI 3.1 document, byte for byte the committed `docs/openapi.json`; its schema is the OpenAPI specification's own, so it is not described here", body = Object)))]
 async fn openapi_json(_: Caller) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -13,37 +13,18 @@
 
 use std::sync::OnceLock;
 
-use serde::Serialize;
 use utoipa::OpenApi;
-use utoipa::ToSchema;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use super::caller;
+pub use super::model::ProblemBody;
 
 /// The name of the bearer-token security scheme in the document.
 const BEARER: &str = "bearer";
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// An RFC 9457 problem detail: the body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Problem)]
-pub struct ProblemBody {
-    /// Always `about:blank`: the status and title say what went wrong.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// A short, fixed summary of the kind of problem (`not found`, `forbidden`, …).
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong in this request; never database or file details.
-    pub detail: String,
-    /// Every reason, when there are several (form violations, separation of duties).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<String>>,
-}
 
 /// The parts of the document that are not operations: info, tags, shared schemas.
 #[derive(OpenApi)]

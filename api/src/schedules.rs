@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
+use super::model::{FireList, Schedule, ScheduleList};
 use super::openapi::ProblemBody;
 use super::{ApiResult, AppState, Problem};
 
@@ -21,28 +21,30 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(fires))
 }
 
+/// List the cron schedules
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules", operation_id = "list_schedules",
     responses(
-        (status = 200, description = "`{items, evaluated_at}`: every schedule with `cron`, zone, policies, `paused`, `last_fire`, `last_instance`, `next_fire`, `next_run`; `evaluated_at` is the clock time of the scheduler's last round", body = Object),
+        (status = 200, description = "every schedule with its policies and state, and when the scheduler last looked", body = ScheduleList),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+async fn list(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<ScheduleList>> {
     caller.require(&Permission::Admin)?;
     let items = s.rt.schedules().await?;
-    Ok(Json(json!({
-        "items": items,
-        "evaluated_at": s.rt.schedules_evaluated_at(),
-    })))
+    Ok(Json(ScheduleList {
+        items: items.into_iter().map(Into::into).collect(),
+        evaluated_at: s.rt.schedules_evaluated_at(),
+    }))
 }
 
+/// Pause a schedule
 #[utoipa::path(post, path = "/v1/schedules/{workflow}/{schedule}/pause", tag = "schedules", operation_id = "pause_schedule",
     params(
         ("workflow" = String, Path, description = "the workflow id"),
         ("schedule" = String, Path, description = "the schedule id within the workflow"),
     ),
     responses(
-        (status = 200, description = "the schedule as `GET /v1/schedules` lists it, now paused", body = Object),
+        (status = 200, description = "the schedule as `GET /v1/schedules` lists it, now paused", body = Schedule),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such schedule", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -51,18 +53,19 @@ async fn pause(
     State(s): State<AppState>,
     caller: Caller,
     Path((workflow, schedule)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Schedule>> {
     caller.require(&Permission::Admin)?;
     set_paused(&s, &workflow, &schedule, true).await
 }
 
+/// Resume a schedule
 #[utoipa::path(post, path = "/v1/schedules/{workflow}/{schedule}/resume", tag = "schedules", operation_id = "resume_schedule",
     params(
         ("workflow" = String, Path, description = "the workflow id"),
         ("schedule" = String, Path, description = "the schedule id within the workflow"),
     ),
     responses(
-        (status = 200, description = "the schedule as `GET /v1/schedules` lists it, now resumed", body = Object),
+        (status = 200, description = "the schedule as `GET /v1/schedules` lists it, now resumed", body = Schedule),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such schedule", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -71,7 +74,7 @@ async fn resume(
     State(s): State<AppState>,
     caller: Caller,
     Path((workflow, schedule)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Schedule>> {
     caller.require(&Permission::Admin)?;
     set_paused(&s, &workflow, &schedule, false).await
 }
@@ -81,9 +84,9 @@ async fn set_paused(
     workflow: &str,
     schedule: &str,
     paused: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Schedule>> {
     match s.rt.set_schedule_paused(workflow, schedule, paused).await? {
-        Some(view) => Ok(Json(json!(view))),
+        Some(view) => Ok(Json(view.into())),
         None => Err(no_schedule(workflow, schedule)),
     }
 }
@@ -100,6 +103,7 @@ struct FiresQuery {
     limit: Option<u32>,
 }
 
+/// List a schedule's fires
 #[utoipa::path(get, path = "/v1/schedules/{workflow}/{schedule}/fires", tag = "schedules", operation_id = "schedule_fires",
     params(
         ("workflow" = String, Path, description = "the workflow id"),
@@ -108,7 +112,7 @@ struct FiresQuery {
     ),
     responses(
         (status = 400, description = "a query parameter that cannot be read", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 200, description = "`{items}`: decided fires, newest first, each `fire_time`, `outcome` (started, skipped, failed), `instance_id`, `reason`, `decided_at`", body = Object),
+        (status = 200, description = "decided fires, newest first", body = FireList),
         (status = 403, description = "needs `admin`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such schedule, and no recorded fires", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -118,7 +122,7 @@ async fn fires(
     caller: Caller,
     Path((workflow, schedule)): Path<(String, String)>,
     Query(q): Query<FiresQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FireList>> {
     caller.require(&Permission::Admin)?;
     let catalog = s.rt.catalog();
     let known = catalog
@@ -130,17 +134,7 @@ async fn fires(
     if !known && rows.is_empty() {
         return Err(no_schedule(&workflow, &schedule));
     }
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|f| {
-            json!({
-                "fire_time": clearflow_runtime::clock::from_ms(f.fire_time),
-                "outcome": f.outcome,
-                "instance_id": f.instance_id,
-                "reason": f.reason,
-                "decided_at": clearflow_runtime::clock::from_ms(f.decided_at),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(FireList {
+        items: rows.into_iter().map(Into::into).collect(),
+    }))
 }

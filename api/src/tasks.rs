@@ -13,13 +13,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use clearflow_core::engine::{RefusalKind, TaskAction};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
+use super::model::{Task, TaskDetail, TaskPage};
 use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use clearflow_runtime::clock::ms;
@@ -76,13 +77,6 @@ fn refused(r: TaskRefused, id: &str) -> Response {
     }
 }
 
-/// One page of the task list, serialised straight into the response.
-#[derive(Serialize)]
-struct Page<'a> {
-    items: Vec<TaskView<'a>>,
-    next: Option<String>,
-}
-
 /// Whether `c` may see `t`: a role they hold, assigned, claimed or closed by them, or a
 /// reader of instances (who sees the same tasks in the instances' history anyway).
 /// Whether `c` may see task `t`: its role, their own, or `read_instances`. The API and
@@ -129,10 +123,11 @@ struct ListQuery {
     after: Option<String>,
 }
 
+/// List tasks
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks", operation_id = "list_tasks",
     params(ListQuery),
     responses(
-        (status = 200, description = "`{items, next}`: tasks the caller may see, highest priority first, each the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`; `next` is the cursor for `after` (null on the last page)", body = Object),
+        (status = 200, description = "one page of the tasks the caller may see, highest priority first", body = TaskPage),
         (status = 400, description = "a bad `status`, `due_before` or `after`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "needs `act_on_tasks` or `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -196,8 +191,8 @@ async fn list(State(s): State<AppState>, caller: Caller, Query(q): Query<ListQue
                 .map(|r| format!("{}_{}_{}", r.priority, r.created_at, r.id))
         })
         .flatten();
-    let items = rows.iter().map(|t| TaskView::of(t, now)).collect();
-    Ok(Json(Page { items, next }).into_response())
+    let items = rows.iter().map(|t| TaskView::of(t, now).into()).collect();
+    Ok(Json(TaskPage { items, next }).into_response())
 }
 
 /// The task, if it exists and the caller may see it (404 otherwise, revealing nothing).
@@ -212,10 +207,11 @@ async fn visible_task(s: &AppState, caller: &Caller, id: &str) -> Result<TaskRow
     }
 }
 
+/// Show a task
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", operation_id = "show_task",
     params(("id" = String, Path, description = "the task id")),
     responses(
-        (status = 200, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, plus the step's `form` schema and `can_reject`", body = Object),
+        (status = 200, description = "the task, with the step's `form` schema and `can_reject`", body = TaskDetail),
         (status = 403, description = "needs `act_on_tasks` or `read_instances`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
@@ -224,23 +220,29 @@ async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>)
     may_look(&caller).map_err(IntoResponse::into_response)?;
     let t = visible_task(&s, &caller, &id).await?;
     let now = ms(s.rt.now());
-    let mut v = t.view(now);
     // The form schema, so a client can show the form it must fill in.
+    let mut detail = TaskDetail {
+        task: TaskView::of(&t, now).into(),
+        form: None,
+        can_reject: None,
+    };
     if let Some((row, _)) = s.rt.instance(&t.instance_id).await.map_err(internal)?
         && let Ok(wf) = s.rt.version(&row.def_hash).await
         && let Some(node) = wf.node_by_id(&t.step)
         && let clearflow_core::workflow::NodeKind::Task(step) = &node.kind
     {
-        v["form"] = step.form.as_ref().map_or(Value::Null, |f| f.json.clone());
-        v["can_reject"] = json!(step.on_reject.is_some());
+        // `Some(null)` for a step without a form: present, and null on the wire.
+        detail.form = Some(step.form.as_ref().map_or(Value::Null, |f| f.json.clone()));
+        detail.can_reject = Some(step.on_reject.is_some());
     }
-    Ok(Json(v).into_response())
+    Ok(Json(detail).into_response())
 }
 
+/// Claim a task
 #[utoipa::path(post, path = "/v1/tasks/{id}/claim", tag = "tasks", operation_id = "claim_task",
     params(("id" = String, Path, description = "the task id")),
     responses(
-        (status = 200, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now claimed by the caller", body = Object),
+        (status = 200, description = "the task, now claimed by the caller", body = Task),
         (status = 403, description = "needs `act_on_tasks` and the task's role", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
@@ -250,10 +252,11 @@ async fn claim(State(s): State<AppState>, caller: Caller, Path(id): Path<String>
     claim_or_unclaim(s, caller, id, true).await
 }
 
+/// Give a claimed task back
 #[utoipa::path(post, path = "/v1/tasks/{id}/unclaim", tag = "tasks", operation_id = "unclaim_task",
     params(("id" = String, Path, description = "the task id")),
     responses(
-        (status = 200, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now given back", body = Object),
+        (status = 200, description = "the task, now given back", body = Task),
         (status = 403, description = "needs `act_on_tasks` and the task's role", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
@@ -275,7 +278,7 @@ async fn claim_or_unclaim(s: AppState, caller: Caller, id: String, claim: bool) 
         .await
         .map_err(internal)?
     {
-        Ok(t) => Ok(Json(t.view(now)).into_response()),
+        Ok(t) => Ok(Json(Task::from(TaskView::of(&t, now))).into_response()),
         Err(r) => Err(refused(r, &id)),
     }
 }
@@ -296,11 +299,15 @@ struct RejectBody {
     reason: String,
 }
 
+/// Complete a task
+///
+/// The form is checked against the step's schema and separation of duties first; then the
+/// task is closed and the instance moves on.
 #[utoipa::path(post, path = "/v1/tasks/{id}/complete", tag = "tasks", operation_id = "complete_task",
     params(("id" = String, Path, description = "the task id")),
     request_body = CompleteBody,
     responses(
-        (status = 202, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now closed; the instance moves on", body = Object),
+        (status = 202, description = "the task, now closed; the instance moves on", body = Task),
         (status = 400, description = "the body is not `{form}`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "needs `act_on_tasks` and the task's role or assignment, or separation of duties refuses the caller (`errors` names both steps)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
@@ -318,11 +325,15 @@ async fn complete(
     act(s, caller, id, TaskAction::Complete { form: b.form }).await
 }
 
+/// Reject a task
+///
+/// Only a step with an `on_reject`; the task is closed and the instance takes its rejection
+/// path.
 #[utoipa::path(post, path = "/v1/tasks/{id}/reject", tag = "tasks", operation_id = "reject_task",
     params(("id" = String, Path, description = "the task id")),
     request_body = RejectBody,
     responses(
-        (status = 202, description = "the task: its row (`id`, `instance_id`, `task_no`, `token`, `step`, `workflow`, `title`, `role`, `assignee`, `claimed_by`, `status`, `priority`, `due_at`, `follow_up_at`, `provisional`, `created_at`, `closed_at`, `closed_by`, `result`) with `due` and `follow_up` as RFC 3339 and `overdue`, now closed; the instance moves on", body = Object),
+        (status = 202, description = "the task, now closed; the instance moves on", body = Task),
         (status = 400, description = "the body is not `{reason}`", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "needs `act_on_tasks` and the task's role or assignment, or separation of duties refuses the caller (`errors` names both steps)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
@@ -354,7 +365,11 @@ async fn act(s: AppState, caller: Caller, id: String, action: TaskAction) -> Rep
         .await
         .map_err(internal)?
     {
-        Ok(t) => Ok((StatusCode::ACCEPTED, Json(t.view(now))).into_response()),
+        Ok(t) => Ok((
+            StatusCode::ACCEPTED,
+            Json(Task::from(TaskView::of(&t, now))),
+        )
+            .into_response()),
         Err(ActRefused::Task(r)) => Err(refused(r, &id)),
         Err(ActRefused::Gone) => Err(problem(
             StatusCode::CONFLICT,

@@ -102,11 +102,15 @@ pub struct TaskRow {
 /// of them is the task list).
 #[derive(Debug, serde::Serialize)]
 pub struct TaskView<'a> {
+    /// The row.
     #[serde(flatten)]
-    row: &'a TaskRow,
-    due: Option<String>,
-    follow_up: Option<String>,
-    overdue: bool,
+    pub row: &'a TaskRow,
+    /// `due_at` as RFC 3339.
+    pub due: Option<String>,
+    /// `follow_up_at` as RFC 3339.
+    pub follow_up: Option<String>,
+    /// Open and past its due date.
+    pub overdue: bool,
 }
 
 impl TaskView<'_> {

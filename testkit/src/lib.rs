@@ -11,6 +11,11 @@
 //! `[roles]` table plus [`Options::roles`]. After the first start the harness creates a
 //! token for `admin` with `clearflow tokens create`; [`Daemon::get`], [`Daemon::post`]
 //! and [`Daemon::cli`] send it unless told otherwise ([`Daemon::try_get_as`], …).
+//!
+//! The typed client reads answers into the API's own wire types ([`model`], the types
+//! the handlers return and the OpenAPI document describes): [`Daemon::get_typed`],
+//! [`Daemon::post_typed`], [`Daemon::show_instance`], [`Daemon::instances`]. A field the
+//! type lacks, or of the wrong shape, fails the test where it is read.
 
 use std::fs;
 use std::io::Write;
@@ -20,7 +25,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+
+/// The API's wire types, for typed reads of its answers.
+pub use clearflow_api::model;
 
 /// A real SMTP server (`scripts/smtp_server.py`, aiosmtpd) on loopback: the mail crate's
 /// test harness, shared.
@@ -641,10 +650,20 @@ impl Daemon {
         v
     }
 
+    /// GET `path`, asserting a 2xx answer, read as `T` (one of the [`model`] types).
+    pub fn get_typed<T: DeserializeOwned>(&self, path: &str) -> T {
+        typed("GET", path, self.get(path))
+    }
+
+    /// POST `path`, asserting a 2xx answer, read as `T` (one of the [`model`] types).
+    pub fn post_typed<T: DeserializeOwned>(&self, path: &str, body: &Value) -> T {
+        typed("POST", path, self.post(path, body))
+    }
+
     /// The manual clock's time.
     pub fn now(&self) -> DateTime<Utc> {
-        let v = self.get("/v1/admin/clock");
-        DateTime::parse_from_rfc3339(v["now"].as_str().expect("now"))
+        let v: model::ClockReply = self.get_typed("/v1/admin/clock");
+        DateTime::parse_from_rfc3339(&v.now)
             .expect("rfc3339")
             .with_timezone(&Utc)
     }
@@ -691,14 +710,11 @@ impl Daemon {
         input: &Value,
         key: Option<&str>,
     ) -> (String, bool) {
-        let v = self.post(
+        let v: model::StartReply = self.post_typed(
             "/v1/instances",
             &json!({ "workflow": workflow, "input": input, "idempotency_key": key }),
         );
-        (
-            v["id"].as_str().expect("id").to_owned(),
-            v["created"].as_bool().expect("created"),
-        )
+        (v.id, v.created)
     }
 
     /// One instance with history, pending work and children.
@@ -706,8 +722,13 @@ impl Daemon {
         self.get(&format!("/v1/instances/{id}"))
     }
 
-    /// Every instance matching `query` (e.g. `status=running`), following the pages.
-    pub fn list_all(&self, query: &str) -> Vec<Value> {
+    /// [`Daemon::instance`], typed.
+    pub fn show_instance(&self, id: &str) -> model::InstanceDetail {
+        self.get_typed(&format!("/v1/instances/{id}"))
+    }
+
+    /// [`Daemon::list_all`], typed.
+    pub fn instances(&self, query: &str) -> Vec<model::Instance> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -715,21 +736,29 @@ impl Daemon {
             if let Some(a) = &after {
                 path += &format!("&after={a}");
             }
-            let v = self.get(&path);
-            out.extend(v["items"].as_array().expect("items").iter().cloned());
-            match v["next"].as_str() {
-                Some(n) => after = Some(n.to_owned()),
+            let page: model::InstancePage = self.get_typed(&path);
+            out.extend(page.items);
+            match page.next {
+                Some(n) => after = Some(n),
                 None => return out,
             }
         }
     }
 
+    /// Every instance matching `query` (e.g. `status=running`), following the pages.
+    pub fn list_all(&self, query: &str) -> Vec<Value> {
+        self.instances(query)
+            .into_iter()
+            .map(|i| serde_json::to_value(i).expect("an instance serialises"))
+            .collect()
+    }
+
     /// Whether nothing is due: every running instance waits for a later time or for nothing.
     pub fn idle(&self) -> bool {
         let now = self.now().timestamp_millis();
-        self.list_all("status=running")
+        self.instances("status=running")
             .iter()
-            .all(|i| i["wake_at"].as_i64().is_none_or(|w| w > now))
+            .all(|i| i.wake_at.is_none_or(|w| w > now))
     }
 
     /// Waits until nothing is due at the clock's current time.
@@ -743,8 +772,17 @@ impl Daemon {
 
     /// The `(kind, step)` sequence of an instance's history.
     pub fn history(&self, id: &str) -> Vec<(String, Option<String>)> {
-        history_of(&self.instance(id))
+        history_steps(&self.show_instance(id))
     }
+}
+
+/// [`history_of`], of a typed [`model::InstanceDetail`].
+pub fn history_steps(shown: &model::InstanceDetail) -> Vec<(String, Option<String>)> {
+    shown
+        .history
+        .iter()
+        .map(|h| (h.kind.clone(), h.step.clone()))
+        .collect()
 }
 
 /// The `(kind, step)` sequence of a shown instance.
@@ -760,6 +798,16 @@ pub fn history_of(shown: &Value) -> Vec<(String, Option<String>)> {
             )
         })
         .collect()
+}
+
+/// `v`, the answer of `method path`, read as `T`; a mismatch fails with the body.
+fn typed<T: DeserializeOwned>(method: &str, path: &str, v: Value) -> T {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{method} {path}: the answer is not a {}: {e}: {v}",
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 fn decode(r: reqwest::blocking::Response) -> (u16, Value) {
