@@ -496,6 +496,13 @@ pub struct OutboxMessage {
     pub created_at: i64,
     /// When it was sent (ms since the epoch).
     pub sent_at: Option<i64>,
+    /// Each recipient's delivery so far, by recipient (its address, or `reporter`):
+    /// `{state, reply, at}` with state `sent` or `refused`; a recipient not listed is
+    /// still to be tried. A message with some recipients refused is `sent`, and
+    /// `last_error` names the refusals.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub delivery: Value,
 }
 
 impl From<MailRecord> for OutboxMessage {
@@ -514,6 +521,7 @@ impl From<MailRecord> for OutboxMessage {
             reply: r.reply,
             created_at: r.created_at,
             sent_at: r.sent_at,
+            delivery: r.delivery,
         }
     }
 }
