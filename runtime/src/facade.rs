@@ -358,7 +358,11 @@ impl Runtime {
             )
             .await;
         for p in &problems {
-            tracing::error!("{p}");
+            if p.is_warning() {
+                tracing::warn!("{p}");
+            } else {
+                tracing::error!("{p}");
+            }
         }
         if let Err(e) =
             crate::retention::check_template(&self.cfg.retention, registry.templates().as_ref())

@@ -10,8 +10,61 @@ use clearflow_core::{Catalog, Diagnostic, Workflow};
 use clearflow_templates::Templates;
 use clearflow_time::Calendars;
 
-use crate::directory::Directory;
-use clearflow_store::Store;
+use crate::directory::{Directory, DirectoryError};
+use clearflow_store::{Store, StoreError};
+
+/// A problem found while loading a deployment: [`Registry::reload`] returns every one.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadProblem {
+    /// A calendar file is invalid.
+    #[error("calendar: {0}")]
+    Calendar(clearflow_time::CalendarError),
+    /// A template is invalid.
+    #[error("template: {0}")]
+    Template(clearflow_templates::TemplateError),
+    /// The users file is invalid.
+    #[error(transparent)]
+    Directory(DirectoryError),
+    /// A workflow file has an error or a warning.
+    #[error("{0}")]
+    Workflow(Diagnostic),
+    /// A workflow whose file broke keeps running on its last good version.
+    #[error("{file}: keeping the previous version of `{workflow}` active")]
+    KeptPrevious {
+        /// The broken file.
+        file: String,
+        /// The workflow kept.
+        workflow: String,
+    },
+    /// A reload with errors is refused whole; the running deployment stays.
+    #[error(
+        "reload refused: {errors} error(s); the running deployment (workflows, calendars, templates and users) stays until they are fixed"
+    )]
+    Refused {
+        /// How many errors.
+        errors: usize,
+    },
+    /// A workflow version could not be recorded in the store.
+    #[error("storing version of `{workflow}`: {error}")]
+    StoreVersion {
+        /// The workflow.
+        workflow: String,
+        /// Why.
+        error: StoreError,
+    },
+}
+
+impl ReloadProblem {
+    /// Whether it is only a warning (a workflow diagnostic of severity warning, or the
+    /// note that a previous version stays active).
+    pub fn is_warning(&self) -> bool {
+        match self {
+            ReloadProblem::Workflow(d) => d.severity == clearflow_core::Severity::Warning,
+            ReloadProblem::KeptPrevious { .. } => true,
+            _ => false,
+        }
+    }
+}
 
 /// What the engine runs: the current deployment (one immutable snapshot, swapped whole),
 /// and old workflow versions on demand.
@@ -217,7 +270,7 @@ impl Registry {
         plugins: &[String],
         store: &Store,
         now: i64,
-    ) -> Vec<String> {
+    ) -> Vec<ReloadProblem> {
         let previous = self.deployment();
         let first = self.loaded_at() == i64::MAX;
         let mut problems = Vec::new();
@@ -228,7 +281,7 @@ impl Registry {
                 Ok(c) => calendars = Arc::new(c),
                 Err(e) => {
                     errors += e.len();
-                    problems.extend(e.iter().map(|e| format!("calendar: {e}")));
+                    problems.extend(e.into_iter().map(ReloadProblem::Calendar));
                 }
             }
         }
@@ -238,7 +291,7 @@ impl Registry {
                 Ok(t) => templates = Some(t),
                 Err(e) => {
                     errors += e.len();
-                    problems.extend(e.iter().map(|e| format!("template: {e}")));
+                    problems.extend(e.into_iter().map(ReloadProblem::Template));
                 }
             }
         }
@@ -248,7 +301,7 @@ impl Registry {
                 Ok(d) => directory = Arc::new(d),
                 Err(e) => {
                     errors += e.len();
-                    problems.extend(e.iter().map(ToString::to_string));
+                    problems.extend(e.into_iter().map(ReloadProblem::Directory));
                 }
             }
         }
@@ -289,7 +342,13 @@ impl Registry {
             .iter()
             .filter(|d| d.severity == clearflow_core::Severity::Error)
             .count();
-        problems.extend(loaded.diagnostics.iter().map(ToString::to_string));
+        problems.extend(
+            loaded
+                .diagnostics
+                .iter()
+                .cloned()
+                .map(ReloadProblem::Workflow),
+        );
         let previous_catalog = previous.catalog.clone();
         let mut fresh: HashMap<String, Arc<Workflow>> = loaded
             .workflows
@@ -304,16 +363,14 @@ impl Registry {
                 .any(|d| d.file == wf.file && d.severity == clearflow_core::Severity::Error);
             if !fresh.contains_key(id) && file_broken {
                 fresh.insert(id.clone(), wf.clone());
-                problems.push(format!(
-                    "{}: keeping the previous version of `{id}` active",
-                    wf.file
-                ));
+                problems.push(ReloadProblem::KeptPrevious {
+                    file: wf.file.clone(),
+                    workflow: id.clone(),
+                });
             }
         }
         if errors > 0 && !first {
-            problems.push(format!(
-                "reload refused: {errors} error(s); the running deployment (workflows, calendars, templates and users) stays until they are fixed"
-            ));
+            problems.push(ReloadProblem::Refused { errors });
             return problems;
         }
         let (catalog, _) = Catalog::build(fresh.into_values().collect());
@@ -322,7 +379,10 @@ impl Registry {
                 .save_definition(&wf.hash, &wf.id, &wf.file, &wf.source, now)
                 .await
             {
-                problems.push(format!("storing version of `{}`: {e}", wf.id));
+                problems.push(ReloadProblem::StoreVersion {
+                    workflow: wf.id.clone(),
+                    error: e,
+                });
             }
             self.versions
                 .write()
