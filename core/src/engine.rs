@@ -56,11 +56,6 @@ impl<'a> Env<'a> {
             loop_guard: limits.steps_without_wait.max(1),
         }
     }
-
-    /// Steps left in this advance.
-    pub fn budget(&self) -> u32 {
-        self.budget.get()
-    }
 }
 
 /// The durable state of one instance. Serialised as JSON in the store.
@@ -784,7 +779,7 @@ pub fn apply(wf: &Workflow, inst: &mut Instance, event: Event, env: &Env<'_>) ->
         path_steps: HashMap::new(),
     };
     // A continuation counts on from where the slice stopped; an outside event starts
-    // every path's count afresh.
+    // every path's count afresh, unless it is sliced too (then the larger count stays).
     let carried = std::mem::take(&mut run.inst.path_steps);
     if matches!(event, Event::Continue) {
         run.path_steps.extend(carried.iter().map(|(t, n)| (*t, *n)));
