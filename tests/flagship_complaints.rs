@@ -844,6 +844,23 @@ fn false_accusation(backend: Backend) {
         "investigate",
         json!({"identity_needed": true, "reason": "核实举报人是否故意捏造", "findings": "…"}),
     );
+    // Before the leader's approval, not even the custodian reads it through the case.
+    let custodian = f.token("ma.guoqiang");
+    let (status, v) =
+        f.d.try_get_as(
+            Some(&custodian),
+            &format!("/v1/instances/{fa}/identity?reason=before-approval"),
+        )
+        .unwrap();
+    assert_eq!(status, 403, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("identity_request"),
+        "the refusal names the approval step: {v}"
+    );
+    assert_clean("a refusal before approval", &v, &r);
     f.complete(
         "zhou.jian",
         &fa,
@@ -890,6 +907,19 @@ fn false_accusation(backend: Backend) {
     assert_eq!(v["identity"]["id_number"], r["id_number"]);
     assert_eq!(v["instance"], c, "sealed with the complaint");
     assert_eq!(v["reason"], reason);
+    assert_eq!(
+        v["approval"],
+        json!({"step": "identity_request", "by": "zhou.jian"}),
+        "the read rests on the leader's approval"
+    );
+    // Through the complaint itself, never.
+    let (status, v) =
+        f.d.try_get_as(
+            Some(&custodian),
+            &format!("/v1/instances/{c}/identity?reason=direct"),
+        )
+        .unwrap();
+    assert_eq!(status, 403, "{v}");
     // Audited: who and why, nothing of the identity.
     let audit = f.d.get("/v1/audit?limit=1000");
     let reads: Vec<&Value> = audit["items"]
@@ -901,6 +931,7 @@ fn false_accusation(backend: Backend) {
     assert_eq!(reads.len(), 1, "{audit}");
     assert_eq!(reads[0]["actor"], "ma.guoqiang");
     assert_eq!(reads[0]["detail"]["reason"], reason);
+    assert_eq!(reads[0]["detail"]["approval"]["by"], "zhou.jian");
     assert_eq!(reads[0]["instance_id"], c);
     assert_clean("the audit log", &audit, &r);
     let denied = audit["items"]
@@ -1136,7 +1167,8 @@ fn leak_test(backend: Backend) {
     f.d.set_clock(sh(2025, 4, 3));
     f.d.settle();
     assert_eq!(public(&f, &receipt)["status"], "archived");
-    // The custodian reads the identity once (an audited use, not a leak).
+    // Not even the custodian reads the identity through the complaint itself (only a
+    // false-accusation investigation may, once approved); the attempt is on the record.
     let token = f.token("ma.guoqiang");
     let (status, v) =
         f.d.try_get_as(
@@ -1144,12 +1176,10 @@ fn leak_test(backend: Backend) {
             &format!("/v1/instances/{id}/identity?reason=leak-test"),
         )
         .unwrap();
+    assert_eq!(status, 403, "{v}");
+    assert!(leaks(&v.to_string()).is_empty(), "{v}");
     assert_eq!(
-        (status, v["identity"]["phone"].as_str()),
-        (200, Some(LEAK_PHONE))
-    );
-    assert_eq!(
-        leaks(&v.to_string()).len(),
+        leaks(&body["reporter"].to_string()).len(),
         5,
         "the search finds what is there"
     );
@@ -1167,7 +1197,7 @@ fn leak_test(backend: Backend) {
     assert!(answered("huang.min GET /v1/tasks/", "JB-2025-0700"));
     assert!(answered("admin GET /v1/mail?status=sent", "reporter"));
     assert!(answered("admin GET /v1/audit", "identity.used_for_mail"));
-    assert!(answered("admin GET /v1/audit", "identity.read"));
+    assert!(answered("admin GET /v1/audit", "identity.read_refused"));
     assert!(answered("admin GET /v1/schedules", "monthly-joint-review"));
     assert!(answered("clearflow instances show", "clarification"));
 

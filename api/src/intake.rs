@@ -24,19 +24,19 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::caller::{Caller, Permission};
-use super::model::{IdentityRead, IntakeReply, StatusReply};
+use super::model::{IdentityApprovalView, IdentityRead, IntakeReply, StatusReply};
 use super::openapi::ProblemBody;
 use super::{AppState, Problem};
 use clearflow_runtime::Runtime;
 use clearflow_runtime::config::IntakeConfig;
 use clearflow_runtime::identity::IdentityKey;
-use clearflow_runtime::intake::{Complaint, IntakeError, Reporter};
+use clearflow_runtime::intake::{Complaint, IdentityReadError, IntakeError, Reporter};
 
 /// Limiters with more keys than this drop the ones that are full again.
 const LIMITER_KEYS: usize = 10_000;
@@ -365,14 +365,15 @@ struct IdentityQuery {
 
 /// Read a reporter's identity
 ///
-/// Decrypts the identity sealed at intake. Each read is recorded in the audit log, with who
-/// and why, before anything is decrypted.
+/// Decrypts the identity sealed at intake, where the case's workflow allows it (its
+/// `identity_read:` rule, e.g. only after the leader approved the request). Each read is
+/// recorded in the audit log, with who, why and the approval, before anything is decrypted.
 #[utoipa::path(get, path = "/v1/instances/{id}/identity", tag = "intake",
     params(("id" = String, Path, description = "the instance id"), IdentityQuery),
     responses(
         (status = 200, description = "the reporter's decrypted identity; the read is recorded in the audit log first", body = IdentityRead),
         (status = 400, description = "no reason, or one longer than 500 characters", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "needs `read_identity`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "needs `read_identity`, and the approval the case's workflow asks for (`identity_read:`)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such instance, or an anonymous report", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "this daemon has no identity key", body = ProblemBody, content_type = "application/problem+json"),
@@ -384,55 +385,48 @@ async fn read_identity(
     Query(q): Query<IdentityQuery>,
 ) -> Result<Response, Problem> {
     caller.require(&Permission::ReadIdentity)?;
-    let reason = q.reason.as_deref().map(str::trim).unwrap_or_default();
-    if reason.is_empty() {
-        return Err(Problem::bad_request(
-            "give the reason for reading the reporter's identity: `?reason=…` (it is recorded)",
-        ));
-    }
-    if reason.chars().count() > 500 {
-        return Err(Problem::bad_request(
-            "the reason is longer than 500 characters",
-        ));
-    }
-    let Some(key) = s.intake.key() else {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no identity key",
-            "this daemon has no identity key configured, so identities cannot be read",
-        ));
-    };
-    let Some(stored) = s.rt.identity_for(&id).await? else {
-        return Err(if s.rt.instance(&id).await?.is_some() {
-            Problem::not_found(format!(
-                "instance `{id}` has no reporter identity (an anonymous report)"
-            ))
-        } else {
-            Problem::not_found(format!("no instance `{id}`"))
-        });
-    };
-    // Recorded before anything is decrypted: no read without its record.
-    s.rt.record_identity_use(
-        &stored.instance_id,
-        &caller.user,
-        "identity.read",
-        &json!({ "reason": reason, "requested_for": id }),
-    )
-    .await?;
-    let identity = key
-        .open(&stored.instance_id, &stored.sealed)
-        .map_err(Problem::internal)?;
-    tracing::info!(instance = %stored.instance_id, user = %caller.user, "reporter identity read");
+    let reason = q.reason.unwrap_or_default();
+    let opened = s.rt.read_identity(&id, &caller.user, &reason).await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(IdentityRead {
-            instance: stored.instance_id,
-            identity: identity.into(),
+            instance: opened.sealed_with,
+            identity: opened.identity.into(),
             read_by: caller.user,
-            reason: reason.to_owned(),
+            reason: reason.trim().to_owned(),
+            approval: opened.approval.map(|a| IdentityApprovalView {
+                step: a.step,
+                by: a.by,
+            }),
         }),
     )
         .into_response())
+}
+
+impl From<IdentityReadError> for Problem {
+    fn from(e: IdentityReadError) -> Problem {
+        match e {
+            IdentityReadError::NoReason => Problem::bad_request(
+                "give the reason for reading the reporter's identity: `?reason=…` (it is recorded)",
+            ),
+            IdentityReadError::ReasonTooLong => Problem::bad_request(e.to_string()),
+            IdentityReadError::NoKey => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no identity key",
+                e.to_string(),
+            ),
+            IdentityReadError::NoInstance(_) | IdentityReadError::Anonymous(_) => {
+                Problem::not_found(e.to_string())
+            }
+            IdentityReadError::Refused(r) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "identity read not approved",
+                r.to_string(),
+            ),
+            IdentityReadError::Store(e) => e.into(),
+            IdentityReadError::Internal(_) => Problem::internal(e),
+        }
+    }
 }
 
 /// Shared handle for `AppState`.

@@ -812,6 +812,18 @@ pub struct IdentityRead {
     pub read_by: String,
     /// Why, as given in `?reason=` and recorded in the audit log.
     pub reason: String,
+    /// The approval the read rests on, when the case's workflow asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<IdentityApprovalView>,
+}
+
+/// The approval an identity read rests on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IdentityApprovalView {
+    /// The deciding task step (`identity_read.approval`).
+    pub step: String,
+    /// Who completed it.
+    pub by: String,
 }
 
 /// A reporter's identity; a field the reporter did not give is absent.

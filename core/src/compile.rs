@@ -159,6 +159,7 @@ fn compile(
         })
         .collect();
     let schedules = c.schedules(def, timezone);
+    let identity_read = c.identity_read(def);
 
     let wf = Workflow {
         id: def.id.clone(),
@@ -173,6 +174,7 @@ fn compile(
         roles: def.roles.clone(),
         on_start,
         schedules,
+        identity_read,
         ids: c.ids.clone(),
         nodes,
     };
@@ -411,6 +413,67 @@ impl<'a> Compiler<'a> {
                 self.error(path, format!("bad duration `{text}`: {e}"))
                     .hint("write a number and a unit: s, m (minutes), h, d, wd (working days), w, mo (months), y");
                 None
+            }
+        }
+    }
+
+    /// The `identity_read:` rule: never, or an approval step (a task) with the expression
+    /// that must be true, or (absent) the permission alone.
+    fn identity_read(&mut self, def: &WorkflowDef) -> IdentityRead {
+        let Some(r) = &def.identity_read else {
+            return IdentityRead::WithPermission;
+        };
+        let path = |k: &str| vec![Seg::Key("identity_read".into()), Seg::Key(k.into())];
+        if !r.allowed {
+            if r.approval.is_some() || r.granted.is_some() {
+                self.error(
+                    &path("allowed"),
+                    "`identity_read` with `allowed: false` takes no `approval` or `granted`",
+                )
+                .hint("remove `approval` and `granted`, or `allowed: false`");
+            }
+            return IdentityRead::Never;
+        }
+        match (&r.approval, &r.granted) {
+            (None, None) => IdentityRead::WithPermission,
+            (Some(step), Some(granted)) => {
+                let is_task = self
+                    .ids
+                    .get(step)
+                    .is_some_and(|&n| self.flat[n as usize].def.task.is_some());
+                if !is_task {
+                    let known = self.ids.keys().map(String::as_str);
+                    let hint = hint_from(step, known);
+                    let d = self.error(
+                        &path("approval"),
+                        format!(
+                            "`identity_read.approval`: `{step}` is not a task step of this workflow"
+                        ),
+                    );
+                    if let Some(h) = hint {
+                        d.hint(h);
+                    }
+                }
+                match self.expr(granted, &path("granted")) {
+                    Some(granted) => IdentityRead::Approved {
+                        approval: step.clone(),
+                        granted,
+                    },
+                    None => IdentityRead::Never,
+                }
+            }
+            (Some(_), None) => {
+                self.error(
+                    &path("approval"),
+                    "`identity_read.approval` needs `granted`",
+                )
+                .hint("say what must be true for a read, e.g. `granted: identity_request.granted`");
+                IdentityRead::Never
+            }
+            (None, Some(_)) => {
+                self.error(&path("granted"), "`identity_read.granted` needs `approval`")
+                    .hint("name the task step that decides, e.g. `approval: identity_request`");
+                IdentityRead::Never
             }
         }
     }

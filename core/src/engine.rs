@@ -528,6 +528,43 @@ pub enum Effect {
     },
 }
 
+/// Every kind of history entry the engine and the daemon write, so that each has words
+/// in the console's catalogues (a test checks both) and no kind is written unlisted (the
+/// engine checks its own in debug builds).
+pub const HISTORY_KINDS: &[&str] = &[
+    "branch_cancelled",
+    "deadline_not_recomputed",
+    "deadline_provisional",
+    "deadline_recomputed",
+    "event_ignored",
+    "event_rejected",
+    "instance_cancelled",
+    "instance_completed",
+    "instance_failed",
+    "instance_started",
+    "link_ended",
+    "link_started",
+    "mail_queued",
+    "mail_skipped",
+    "plugin_attempt_failed",
+    "plugin_called",
+    "retry_scheduled",
+    "signal_buffered",
+    "signal_dropped",
+    "signal_received",
+    "step_completed",
+    "step_skipped",
+    "step_started",
+    "step_waiting",
+    "task_completed",
+    "task_escalated",
+    "task_reassigned",
+    "task_refused",
+    "task_rejected",
+    "task_reminded",
+    "wait_timed_out",
+];
+
 /// One history entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -680,6 +717,67 @@ fn context_over(
         })
         .collect();
     context::StepContext::value(data, &instance, &now.to_rfc3339(), &Value::Object(links))
+}
+
+/// Why a workflow's `identity_read:` rule refuses a read through one of its instances.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityReadRefused {
+    /// The workflow allows none (`identity_read: { allowed: false }`).
+    #[error("workflow `{workflow}` allows no read of the reporter's identity through its cases")]
+    Never {
+        /// The workflow.
+        workflow: String,
+    },
+    /// The approval step has not been done, or did not grant the read.
+    #[error(
+        "reading the reporter's identity through case {instance} needs the approval of step `{step}`, which has not granted it"
+    )]
+    NotApproved {
+        /// The instance.
+        instance: String,
+        /// The deciding step.
+        step: String,
+    },
+}
+
+/// The approval a read rests on: the deciding step and who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityApproval {
+    /// The deciding task step.
+    pub step: String,
+    /// Who completed it.
+    pub by: String,
+}
+
+/// Whether `wf`'s `identity_read:` rule lets the reporter's identity be read through
+/// `inst`: `Ok(None)` when the permission alone decides, `Ok(Some(approval))` when an
+/// approval granted it. Pure; the runtime records the answer with the read.
+pub fn identity_read_allowed(
+    wf: &Workflow,
+    inst: &Instance,
+    now: DateTime<Utc>,
+) -> Result<Option<IdentityApproval>, IdentityReadRefused> {
+    match &wf.identity_read {
+        crate::workflow::IdentityRead::WithPermission => Ok(None),
+        crate::workflow::IdentityRead::Never => Err(IdentityReadRefused::Never {
+            workflow: wf.id.clone(),
+        }),
+        crate::workflow::IdentityRead::Approved { approval, granted } => {
+            let refused = || IdentityReadRefused::NotApproved {
+                instance: inst.id.clone(),
+                step: approval.clone(),
+            };
+            let by = inst.actors.get(approval).ok_or_else(refused)?;
+            if granted.truthy(&context(inst, now)).unwrap_or(false) {
+                Ok(Some(IdentityApproval {
+                    step: approval.clone(),
+                    by: by.clone(),
+                }))
+            } else {
+                Err(refused())
+            }
+        }
+    }
 }
 
 /// The entry of `inst` in a notification list, or `None` when the list's filter
@@ -897,6 +995,10 @@ impl<'a> Run<'a> {
     }
 
     fn log(&mut self, kind: &str, step: Option<&str>, detail: Value) {
+        debug_assert!(
+            HISTORY_KINDS.contains(&kind),
+            "history kind `{kind}` is not in HISTORY_KINDS"
+        );
         self.out.history.push(HistoryEntry {
             kind: kind.to_owned(),
             step: step.map(str::to_owned),

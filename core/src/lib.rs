@@ -34,6 +34,8 @@ pub mod yaml;
 pub use catalog::Catalog;
 pub use compile::load;
 pub use diag::{Diagnostic, Pos, Severity};
-pub use engine::{Effect, Env, Event, HistoryEntry, Instance, Status, Transition, apply, create};
+pub use engine::{
+    Effect, Env, Event, HISTORY_KINDS, HistoryEntry, Instance, Status, Transition, apply, create,
+};
 pub use limits::{Limit, LimitError, Limits, check_json_bytes, check_json_value};
 pub use workflow::Workflow;

@@ -41,6 +41,8 @@ pub struct Workflow {
     pub on_start: Vec<ConcurrentStart>,
     /// Cron schedules starting this workflow.
     pub schedules: Vec<ScheduleSpec>,
+    /// Whether the reporter's identity may be read through this workflow's instances.
+    pub identity_read: IdentityRead,
     /// The nodes; node 0 is the entry, or there is none when `nodes` is empty.
     pub nodes: Vec<Node>,
     /// Node ids by step id.
@@ -66,6 +68,23 @@ impl Workflow {
             Next::Node(0)
         }
     }
+}
+
+/// The rule for reading the reporter's identity through an instance (`identity_read:`).
+#[derive(Debug, Default)]
+pub enum IdentityRead {
+    /// A holder of `read_identity` may, with a reason (no `identity_read:` in the file).
+    #[default]
+    WithPermission,
+    /// Never through this workflow's instances.
+    Never,
+    /// Only once the task step `approval` has been done and `granted` is true.
+    Approved {
+        /// The deciding task step.
+        approval: String,
+        /// True when the read is granted.
+        granted: Expr,
+    },
 }
 
 /// A compiled JSON Schema with its source.

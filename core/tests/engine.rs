@@ -2250,3 +2250,66 @@ steps:
     );
     assert_eq!((t.effects.len(), t.history.len()), (0, 0));
 }
+
+/// `identity_read:` names the approval step: before it is done, and when it refuses, a read
+/// through the instance is refused; once it grants, the read rests on who approved. A
+/// workflow that says `allowed: false` refuses always; one that says nothing leaves the
+/// decision to the permission.
+#[test]
+fn identity_read_follows_the_workflows_approval_rule() {
+    use clearflow_core::engine::{IdentityApproval, IdentityReadRefused, identity_read_allowed};
+    let approved = compile(
+        r#"
+id: investigation
+roles: [leader]
+identity_read: { approval: decide, granted: decide.granted }
+steps:
+  - id: decide
+    task:
+      role: leader
+      form: { type: object, required: [granted], properties: { granted: { type: boolean } } }
+  - id: after
+    task: { role: leader }
+"#,
+    );
+    let refused = Err(IdentityReadRefused::NotApproved {
+        instance: "i1".into(),
+        step: "decide".into(),
+    });
+    let (_, inst) = run(&approved, &json!({}), "start", false);
+    assert_eq!(identity_read_allowed(&approved, &inst, t0()), refused);
+    let (_, inst) = run(
+        &approved,
+        &json!({}),
+        "start\ndone 1 zhou {\"granted\": false}",
+        false,
+    );
+    assert_eq!(identity_read_allowed(&approved, &inst, t0()), refused);
+    let (_, inst) = run(
+        &approved,
+        &json!({}),
+        "start\ndone 1 zhou {\"granted\": true}",
+        false,
+    );
+    assert_eq!(
+        identity_read_allowed(&approved, &inst, t0()),
+        Ok(Some(IdentityApproval {
+            step: "decide".into(),
+            by: "zhou".into()
+        }))
+    );
+
+    let never = compile(
+        "id: complaint\nidentity_read: { allowed: false }\nsteps:\n  - id: s\n    set: { a: 1 }\n",
+    );
+    let (_, inst) = run(&never, &json!({}), "", false);
+    assert_eq!(
+        identity_read_allowed(&never, &inst, t0()),
+        Err(IdentityReadRefused::Never {
+            workflow: "complaint".into()
+        })
+    );
+    let silent = compile("id: plain\nsteps:\n  - id: s\n    set: { a: 1 }\n");
+    let (_, inst) = run(&silent, &json!({}), "", false);
+    assert_eq!(identity_read_allowed(&silent, &inst, t0()), Ok(None));
+}

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::Runtime;
 use crate::clock::ms;
 use crate::data::{AuditEvent, Closing, StoreError, TaskRefused, TaskRow};
-use crate::identity::IdentityError;
+use crate::identity::{IdentityError, IdentityKey, is_sealed_secret};
 use crate::registry::VersionError;
 
 pub use clearflow_store::web::{Credential, SessionRow, SessionStage};
@@ -52,21 +52,30 @@ pub struct CaseMessage {
     pub text: String,
 }
 
-/// Why messages cannot be written or read.
+/// Why something sealed (a message, a TOTP secret, an enrolment) cannot be written or read.
 #[derive(Debug, thiserror::Error)]
-pub enum MessageError {
+pub enum SealError {
     /// No identity key is configured, so nothing can be sealed.
     #[error("no identity key is configured ([identity] key_file)")]
     NoKey,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A message does not open with the key.
+    /// A sealed value does not open with the key.
     #[error(transparent)]
     Sealed(#[from] IdentityError),
 }
 
+/// What a sealed TOTP secret is bound to (with the user).
+const TOTP: &str = "totp";
+/// What a sealed enrolment in progress is bound to (with the user).
+const ENROLMENT: &str = "totp-enrolment";
+
 impl Runtime {
+    fn secret_key(&self) -> Result<&IdentityKey, SealError> {
+        self.identity_key().ok_or(SealError::NoKey)
+    }
+
     /// Completes or rejects task `id` as `user` with `roles`: the row's own checks (open,
     /// the user's role or assignment, the claim), then the engine's pure check of the
     /// form and separation of duties, then the close and its event in one transaction
@@ -134,9 +143,20 @@ impl Runtime {
 
     // ---- credentials and sessions ----------------------------------------------------
 
-    /// A user's stored credential.
-    pub async fn credential(&self, user: &str) -> Result<Option<Credential>, StoreError> {
-        self.store().credential(user).await
+    /// A user's stored credential, its TOTP secret opened. A secret that does not open
+    /// is an error, never "not enrolled" (which would let a password alone enrol anew).
+    pub async fn credential(&self, user: &str) -> Result<Option<Credential>, SealError> {
+        let Some(mut c) = self.store().credential(user).await? else {
+            return Ok(None);
+        };
+        if let Some(stored) = c.totp_secret.take() {
+            c.totp_secret = Some(if is_sealed_secret(&stored) {
+                self.secret_key()?.open_secret(TOTP, user, &stored)?
+            } else {
+                stored // in clear from an earlier version; sealed at the next start
+            });
+        }
+        Ok(Some(c))
     }
 
     /// Counts a failed sign-in; returns the consecutive failures.
@@ -149,17 +169,49 @@ impl Runtime {
         self.store().sign_in_succeeded(user).await
     }
 
-    /// Stores an enrolled TOTP secret with the step just used and the recovery code hashes.
+    /// Whether staff secrets can be sealed here (an identity key is configured): without
+    /// one, no second factor can be enrolled.
+    pub fn can_seal_secrets(&self) -> bool {
+        self.identity_key().is_some()
+    }
+
+    /// Stores an enrolled TOTP secret (sealed under the identity key, bound to the user)
+    /// with the step just used and the recovery code hashes.
     pub async fn enrol_totp(
         &self,
         user: &str,
         secret: &str,
         step: i64,
         recovery: &[String],
-    ) -> Result<(), StoreError> {
-        self.store()
-            .enrol_totp(user, secret, step, recovery, ms(self.now()))
-            .await
+    ) -> Result<(), SealError> {
+        let sealed = self.secret_key()?.seal_secret(TOTP, user, secret);
+        Ok(self
+            .store()
+            .enrol_totp(user, &sealed, step, recovery, ms(self.now()))
+            .await?)
+    }
+
+    /// Seals every TOTP secret an earlier version stored in clear; returns how many.
+    /// Run at start; without an identity key nothing is sealed (and nothing changes).
+    pub async fn seal_clear_secrets(&self) -> Result<usize, SealError> {
+        let Some(key) = self.identity_key() else {
+            return Ok(0);
+        };
+        let mut sealed = 0;
+        for (user, secret) in self.store().clear_totp_secrets().await? {
+            if is_sealed_secret(&secret) {
+                continue;
+            }
+            let text = key.seal_secret(TOTP, &user, &secret);
+            if self
+                .store()
+                .reseal_totp_secret(&user, &secret, &text)
+                .await?
+            {
+                sealed += 1;
+            }
+        }
+        Ok(sealed)
     }
 
     /// Records a TOTP step as used; false for a replay.
@@ -172,14 +224,27 @@ impl Runtime {
         self.store().use_recovery_code(user, hash).await
     }
 
-    /// Stores a new session.
-    pub async fn create_session(&self, s: &SessionRow) -> Result<(), StoreError> {
-        self.store().create_session(s).await
+    /// Stores a new session; an enrolment in progress on it is sealed.
+    pub async fn create_session(&self, s: &SessionRow) -> Result<(), SealError> {
+        let mut row = s.clone();
+        if let Some(plain) = row.enrol_secret.take() {
+            row.enrol_secret = Some(self.secret_key()?.seal_secret(ENROLMENT, &row.user, &plain));
+        }
+        Ok(self.store().create_session(&row).await?)
     }
 
-    /// A session by its hash.
+    /// A session by its hash, its enrolment in progress opened (dropped when it does not
+    /// open: the user signs in again to start a new one).
     pub async fn session(&self, id_hash: &str) -> Result<Option<SessionRow>, StoreError> {
-        self.store().session(id_hash).await
+        let Some(mut row) = self.store().session(id_hash).await? else {
+            return Ok(None);
+        };
+        if let Some(stored) = row.enrol_secret.take() {
+            row.enrol_secret = self
+                .identity_key()
+                .and_then(|k| k.open_secret(ENROLMENT, &row.user, &stored).ok());
+        }
+        Ok(Some(row))
     }
 
     /// Records a request on a session (written at most once a minute).
@@ -189,16 +254,13 @@ impl Runtime {
             .await
     }
 
-    /// Moves a session on in sign-in.
+    /// Moves a session on in sign-in (ending any enrolment in progress on it).
     pub async fn set_session_stage(
         &self,
         id_hash: &str,
         stage: SessionStage,
-        enrol_secret: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.store()
-            .set_session_stage(id_hash, stage, enrol_secret)
-            .await
+        self.store().set_session_stage(id_hash, stage).await
     }
 
     /// Ends a session; true when it was live.
@@ -220,8 +282,8 @@ impl Runtime {
         instance: &str,
         author: Option<&str>,
         text: &str,
-    ) -> Result<(), MessageError> {
-        let key = self.identity_key().ok_or(MessageError::NoKey)?;
+    ) -> Result<(), SealError> {
+        let key = self.identity_key().ok_or(SealError::NoKey)?;
         let mut raw = [0u8; 12];
         getrandom::fill(&mut raw).expect("the operating system's random source");
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
@@ -252,8 +314,8 @@ impl Runtime {
         &self,
         instance: &str,
         reader: Option<&str>,
-    ) -> Result<Vec<CaseMessage>, MessageError> {
-        let key = self.identity_key().ok_or(MessageError::NoKey)?;
+    ) -> Result<Vec<CaseMessage>, SealError> {
+        let key = self.identity_key().ok_or(SealError::NoKey)?;
         let rows = self.store().messages(instance).await?;
         if let Some(user) = reader
             && !rows.is_empty()

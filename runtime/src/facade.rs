@@ -62,6 +62,9 @@ pub enum OpenError {
     /// The working directory cannot be read.
     #[error("working directory: {0}")]
     Io(#[from] std::io::Error),
+    /// Staff secrets stored in clear could not be sealed.
+    #[error("sealing stored TOTP secrets: {0}")]
+    Secrets(String),
 }
 
 /// Options that only tests need.
@@ -240,6 +243,17 @@ impl Runtime {
                 .map_err(OpenError::Release)?;
         if released > 0 {
             tracing::info!(released, "released claims left by a previous run");
+        }
+        // TOTP secrets an earlier version stored in clear are sealed now.
+        let sealed = rt
+            .seal_clear_secrets()
+            .await
+            .map_err(|e| OpenError::Secrets(e.to_string()))?;
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "sealed TOTP secrets stored in clear by an earlier version"
+            );
         }
         Ok(rt)
     }
@@ -744,25 +758,6 @@ impl Runtime {
     /// The instance and the receipt's hash for a lookup id.
     pub async fn receipt(&self, lookup: &str) -> Result<Option<(String, String)>, StoreError> {
         self.worker.store.receipt(lookup).await
-    }
-
-    /// The sealed identity of an instance's case (its own or its root's).
-    pub async fn identity_for(&self, instance: &str) -> Result<Option<StoredIdentity>, StoreError> {
-        self.worker.store.identity_for(instance).await
-    }
-
-    /// Records a use of a sealed identity in the audit chain (before it is opened).
-    pub async fn record_identity_use(
-        &self,
-        instance: &str,
-        actor: &str,
-        kind: &str,
-        detail: &Value,
-    ) -> Result<(), StoreError> {
-        self.worker
-            .store
-            .record_identity_use(instance, actor, kind, detail, ms(self.now()))
-            .await
     }
 
     // ---- schedules ------------------------------------------------------------------

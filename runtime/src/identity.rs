@@ -201,6 +201,38 @@ impl IdentityKey {
         String::from_utf8(plain).map_err(|_| IdentityError::Malformed(instance.to_owned()))
     }
 
+    /// Seals a staff secret (`purpose`: a TOTP secret, an enrolment in progress) bound to
+    /// `owner`, as one line of text for a text column: `sealed:v1:KEY:NONCE:CIPHERTEXT`.
+    pub fn seal_secret(&self, purpose: &str, owner: &str, plain: &str) -> String {
+        let s = self.seal_bytes(&secret_aad(purpose, owner), plain.as_bytes());
+        format!("{SECRET_PREFIX}{}:{}:{}", s.key_id, s.nonce, s.ciphertext)
+    }
+
+    /// Opens a secret sealed by [`IdentityKey::seal_secret`] for the same purpose and owner.
+    pub fn open_secret(
+        &self,
+        purpose: &str,
+        owner: &str,
+        text: &str,
+    ) -> Result<String, IdentityError> {
+        let what = format!("{purpose} of {owner}");
+        let malformed = || IdentityError::Malformed(what.clone());
+        let rest = text.strip_prefix(SECRET_PREFIX).ok_or_else(malformed)?;
+        let mut parts = rest.splitn(3, ':');
+        let (Some(key_id), Some(nonce), Some(ciphertext)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed());
+        };
+        let sealed = Sealed {
+            nonce: nonce.to_owned(),
+            ciphertext: ciphertext.to_owned(),
+            key_id: key_id.to_owned(),
+        };
+        let plain = self.open_bytes(&what, &secret_aad(purpose, owner), &sealed)?;
+        String::from_utf8(plain).map_err(|_| malformed())
+    }
+
     fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Sealed {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).expect("the operating system's random source");
@@ -237,6 +269,25 @@ impl IdentityKey {
             )
             .map_err(|_| IdentityError::Refused(instance.to_owned()))
     }
+}
+
+/// How a sealed staff secret starts (base32 and JSON never do).
+const SECRET_PREFIX: &str = "sealed:v1:";
+
+/// Whether `text` is a secret sealed by [`IdentityKey::seal_secret`] (and not one stored
+/// in clear by an earlier version).
+pub fn is_sealed_secret(text: &str) -> bool {
+    text.starts_with(SECRET_PREFIX)
+}
+
+fn secret_aad(purpose: &str, owner: &str) -> Vec<u8> {
+    [
+        &b"clearflow-secret\0"[..],
+        purpose.as_bytes(),
+        b"\0",
+        owner.as_bytes(),
+    ]
+    .concat()
 }
 
 fn message_aad(instance: &str, message: &str) -> Vec<u8> {
@@ -405,6 +456,37 @@ mod tests {
             id_number: Some("330106199001011234".into()),
             ..Identity::default()
         }
+    }
+
+    #[test]
+    fn sealed_secret_opens_only_for_its_purpose_owner_and_key() {
+        let k = key(7);
+        let text = k.seal_secret("totp", "li.na", "JBSWY3DPEHPK3PXP");
+        assert!(
+            is_sealed_secret(&text) && !text.contains("JBSWY3DP"),
+            "{text}"
+        );
+        assert_eq!(
+            k.open_secret("totp", "li.na", &text).as_deref(),
+            Ok("JBSWY3DPEHPK3PXP")
+        );
+        assert!(
+            k.open_secret("totp", "zhao.lei", &text).is_err(),
+            "another user's row"
+        );
+        assert!(
+            k.open_secret("enrolment", "li.na", &text).is_err(),
+            "another purpose"
+        );
+        assert!(
+            key(8).open_secret("totp", "li.na", &text).is_err(),
+            "another key"
+        );
+        assert!(matches!(
+            k.open_secret("totp", "li.na", "JBSWY3DPEHPK3PXP"),
+            Err(IdentityError::Malformed(_))
+        ));
+        assert!(!is_sealed_secret("JBSWY3DPEHPK3PXP") && !is_sealed_secret("{}"));
     }
 
     #[test]

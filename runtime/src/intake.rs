@@ -5,9 +5,11 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::clock::ms;
 use crate::facade::Runtime;
 use crate::identity::{Identity, Receipt};
 use crate::worker::StartError;
+use clearflow_core::engine::{IdentityApproval, IdentityReadRefused, identity_read_allowed};
 use clearflow_store::StoreError;
 use clearflow_store::identity::StoredIdentity;
 
@@ -68,6 +70,49 @@ pub enum IntakeError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Anything else (the message is logged, not shown).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The longest reason for an identity read, in characters.
+pub const MAX_REASON: usize = 500;
+
+/// A reporter's identity, opened for a reader.
+#[derive(Debug)]
+pub struct IdentityOpened {
+    /// The instance the identity is sealed with (the complaint).
+    pub sealed_with: String,
+    /// The identity.
+    pub identity: Identity,
+    /// The approval the read rests on, when the workflow asks for one.
+    pub approval: Option<IdentityApproval>,
+}
+
+/// Why an identity is not shown.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityReadError {
+    /// No reason was given.
+    #[error("give the reason for reading the reporter's identity (it is recorded)")]
+    NoReason,
+    /// The reason is too long.
+    #[error("the reason is longer than {MAX_REASON} characters")]
+    ReasonTooLong,
+    /// This daemon has no identity key.
+    #[error("this daemon has no identity key configured, so identities cannot be read")]
+    NoKey,
+    /// No such instance.
+    #[error("no instance `{0}`")]
+    NoInstance(String),
+    /// The case has no identity: an anonymous report.
+    #[error("instance `{0}` has no reporter identity (an anonymous report)")]
+    Anonymous(String),
+    /// The workflow's `identity_read:` rule refuses it.
+    #[error(transparent)]
+    Refused(#[from] IdentityReadRefused),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The instance's workflow version or state cannot be read.
     #[error("{0}")]
     Internal(String),
 }
@@ -156,6 +201,78 @@ impl Reporter {
 }
 
 impl Runtime {
+    /// Opens the reporter's identity of the case of `instance` for `reader`, who holds
+    /// `read_identity` (the caller checks that): with a reason, only as the instance's
+    /// workflow allows (`identity_read:`, e.g. after the leader's approval), and recorded
+    /// in the audit chain — who, why, the approval — before anything is decrypted. The
+    /// API and the console both call this.
+    pub async fn read_identity(
+        &self,
+        instance: &str,
+        reader: &str,
+        reason: &str,
+    ) -> Result<IdentityOpened, IdentityReadError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(IdentityReadError::NoReason);
+        }
+        if reason.chars().count() > MAX_REASON {
+            return Err(IdentityReadError::ReasonTooLong);
+        }
+        let key = self.identity_key().ok_or(IdentityReadError::NoKey)?;
+        let Some((row, state)) = self.instance(instance).await? else {
+            return Err(IdentityReadError::NoInstance(instance.to_owned()));
+        };
+        let wf = self
+            .version(&row.def_hash)
+            .await
+            .map_err(|e| IdentityReadError::Internal(e.to_string()))?;
+        let inst: clearflow_core::Instance = serde_json::from_str(&state)
+            .map_err(|e| IdentityReadError::Internal(format!("instance state: {e}")))?;
+        let Some(stored) = self.store().identity_for(instance).await? else {
+            return Err(IdentityReadError::Anonymous(instance.to_owned()));
+        };
+        let approval = match identity_read_allowed(&wf, &inst, self.now()) {
+            Ok(a) => a,
+            Err(refused) => {
+                // A refused attempt is on the record too (who, why, which rule).
+                self.store()
+                    .record_identity_use(
+                        &stored.instance_id,
+                        reader,
+                        "identity.read_refused",
+                        &json!({ "reason": reason, "requested_for": instance, "refused": refused.to_string() }),
+                        ms(self.now()),
+                    )
+                    .await?;
+                return Err(refused.into());
+            }
+        };
+        let mut detail = json!({ "reason": reason, "requested_for": instance });
+        if let Some(a) = &approval {
+            detail["approval"] = json!({ "step": a.step, "by": a.by });
+        }
+        // Recorded before anything is decrypted: no read without its record.
+        self.store()
+            .record_identity_use(
+                &stored.instance_id,
+                reader,
+                "identity.read",
+                &detail,
+                ms(self.now()),
+            )
+            .await?;
+        let identity = key
+            .open(&stored.instance_id, &stored.sealed)
+            .map_err(|e| IdentityReadError::Internal(e.to_string()))?;
+        tracing::info!(instance = %stored.instance_id, user = %reader, "reporter identity read");
+        Ok(IdentityOpened {
+            sealed_with: stored.instance_id,
+            identity,
+            approval,
+        })
+    }
+
     /// Whether complaint intake is on (`[intake] workflow`).
     pub fn intake_enabled(&self) -> bool {
         self.config().intake.workflow.is_some()

@@ -1,8 +1,8 @@
 //! Rows of the web console: staff credentials, sessions, case messages and counters.
 //!
-//! Nothing here is secret in clear but the TOTP secret (which a verifier must read):
-//! passwords are Argon2id hashes, sessions are stored under the SHA-256 of their cookie,
-//! recovery codes as SHA-256 hashes, and messages sealed by the runtime's identity key.
+//! Nothing here is secret in clear: passwords are Argon2id hashes, sessions are stored
+//! under the SHA-256 of their cookie, recovery codes as SHA-256 hashes, and TOTP secrets,
+//! enrolments in progress and messages are sealed by the runtime's identity key.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -17,7 +17,7 @@ pub struct Credential {
     pub user: String,
     /// Argon2id PHC string.
     pub password_hash: String,
-    /// The TOTP secret in base32, once enrolled.
+    /// The TOTP secret once enrolled: sealed as stored, opened (base32) by the runtime.
     pub totp_secret: Option<String>,
     /// The last TOTP step accepted.
     pub totp_last_step: Option<i64>,
@@ -85,7 +85,8 @@ pub struct SessionRow {
     pub last_seen: i64,
     /// Revoked (ms): signed out, expired or revoked by an administrator.
     pub revoked_at: Option<i64>,
-    /// The TOTP secret being enrolled (base32), during [`SessionStage::Enrol`].
+    /// The enrolment in progress during [`SessionStage::Enrol`]: sealed as stored,
+    /// opened by the runtime.
     pub enrol_secret: Option<String>,
 }
 
@@ -309,20 +310,50 @@ impl Store {
         Ok(())
     }
 
-    /// Moves a session to `stage` (with the secret being enrolled, if any).
+    /// Moves a session to `stage`, ending any enrolment in progress on it.
     pub async fn set_session_stage(
         &self,
         id_hash: &str,
         stage: SessionStage,
-        enrol_secret: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET stage = $1, enrol_secret = $2 WHERE id_hash = $3 AND revoked_at IS NULL")
+        sqlx::query("UPDATE sessions SET stage = $1, enrol_secret = NULL WHERE id_hash = $2 AND revoked_at IS NULL")
             .bind(stage.as_str())
-            .bind(enrol_secret)
             .bind(id_hash)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    /// Every stored TOTP secret with its user (to seal those an earlier version kept in
+    /// clear).
+    pub async fn clear_totp_secrets(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, totp_secret FROM credentials WHERE totp_secret IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("user_id")?, r.try_get("totp_secret")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Replaces `user`'s TOTP secret `was` by `sealed`; false when it changed meanwhile.
+    pub async fn reseal_totp_secret(
+        &self,
+        user: &str,
+        was: &str,
+        sealed: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE credentials SET totp_secret = $1 WHERE user_id = $2 AND totp_secret = $3",
+        )
+        .bind(sealed)
+        .bind(user)
+        .bind(was)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
 
     /// Ends a session; true when it was live.

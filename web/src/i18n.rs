@@ -128,6 +128,15 @@ mod tests {
     }
 
     #[test]
+    fn every_history_kind_has_words() {
+        for kind in clearflow_core::HISTORY_KINDS {
+            let key = format!("history.{kind}");
+            assert!(Locale::ZhCn.has(&key), "zh-CN has no `{key}`");
+            assert!(Locale::En.has(&key), "en has no `{key}`");
+        }
+    }
+
+    #[test]
     fn negotiation() {
         let check = |user, accept, want: Locale| {
             assert_eq!(Locale::negotiate(user, accept), want, "{user:?} {accept:?}")

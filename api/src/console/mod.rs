@@ -109,6 +109,7 @@ fn error_page(audience: Audience, status: StatusCode, locale: Locale) -> Respons
         403 => "error.forbidden",
         404 => "error.not_found",
         429 => "error.too_many",
+        503 => "error.unavailable",
         _ => "error.internal",
     };
     let html = clearflow_web::render::message(

@@ -157,7 +157,14 @@ async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
         .await;
         return sign_in_view(l, "password", &user, Some("locked"));
     }
-    let credential = s.rt.credential(&user).await.ok().flatten();
+    let credential = match s.rt.credential(&user).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Fails closed: a credential that does not read back signs nobody in.
+            tracing::error!(error = %e, "reading a credential");
+            None
+        }
+    };
     let known = s.rt.directory().user(&user).is_some();
     let stored = credential
         .as_ref()
@@ -178,6 +185,12 @@ async fn sign_in(State(s): State<AppState>, req: Request) -> Response {
     let now = ms(s.rt.now());
     let (stage, enrol_secret, to) = match credential.totp_secret {
         Some(_) => (SessionStage::Password, None, "/sign-in/totp"),
+        None if !s.rt.can_seal_secrets() => {
+            tracing::error!(
+                "a second factor cannot be enrolled: no identity key is configured ([identity] key_file), so its secret could not be sealed"
+            );
+            return error_page(Audience::Staff, StatusCode::SERVICE_UNAVAILABLE, l);
+        }
         None => {
             let secret: [u8; 20] = auth::random();
             let codes = auth::recovery_codes(auth::random());
@@ -226,7 +239,7 @@ async fn totp_page(State(s): State<AppState>, req: Request) -> Response {
 /// Completes sign-in: the session becomes active, failures are cleared, it is audited.
 async fn activate(s: &AppState, p: &Pending, how: &str) -> Response {
     if let Err(e) =
-        s.rt.set_session_stage(&p.row.id_hash, SessionStage::Active, None)
+        s.rt.set_session_stage(&p.row.id_hash, SessionStage::Active)
             .await
     {
         tracing::error!(error = %e, "activating a session");

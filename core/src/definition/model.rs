@@ -46,8 +46,34 @@ pub struct WorkflowDef {
     /// Cron schedules that start this workflow.
     #[serde(default)]
     pub schedules: Vec<ScheduleDef>,
+    /// Whether the reporter's sealed identity may be read through this workflow's
+    /// instances (by a holder of `read_identity`, with a reason; default: yes).
+    #[serde(default)]
+    pub identity_read: Option<IdentityReadDef>,
     /// The steps, run in order unless a step says otherwise.
     pub steps: Vec<StepDef>,
+}
+
+/// The rule for reading the reporter's identity through an instance of this workflow:
+/// `{ allowed: false }` (never), or `{ approval: STEP, granted: EXPRESSION }` (only once
+/// the task step `approval` has been done and `granted` is true over the case data).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityReadDef {
+    /// `false`: no read through this workflow's instances, whoever asks (default `true`).
+    #[serde(default = "default_true")]
+    pub allowed: bool,
+    /// The task step whose completion decides on a read, e.g. the leader's approval.
+    #[serde(default)]
+    pub approval: Option<String>,
+    /// An expression over the case data that must be true for a read, e.g.
+    /// `identity_request.granted`.
+    #[serde(default)]
+    pub granted: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// A workflow started together with this one.
