@@ -6,6 +6,10 @@
 //! exchange messages with the whistleblower; refusals (no CSRF token, no role, lockout)
 //! and axe-core on every page type. Then, on this side: the reporter's identity and the
 //! receipt code are in no log and no mail, and session expiry follows the injected clock.
+//! A second walk, on PostgreSQL: the identity custodian reads a real-name reporter's
+//! identity through the case page only as the workflow allows (never through the
+//! complaint, after the leader's approval through the false-accusation investigation),
+//! with a reason that lands in the audit log; the TOTP secret is sealed in the store.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,7 +17,9 @@ use std::process::Command;
 use chrono::{TimeZone, Utc};
 use clearflow_testkit::Backend;
 use clearflow_testkit::flagship::{Flagship, root};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::flagship_complaints::{PLAIN, assert_clean, child, id_of, reporter, sh, verified};
 
 const NAME: &str = "Lanxin Qiao-Recognisable";
 const PHONE: &str = "13912345678";
@@ -112,5 +118,96 @@ fn console_end_to_end() {
     assert_eq!(
         seen["session_expired"], true,
         "the session outlived its idle time"
+    );
+}
+
+#[test]
+fn identity_read_through_the_case_page_postgres() {
+    let python = python();
+    let mut f = Flagship::start(Backend::Postgres, sh(2025, 3, 3));
+    let r = reporter("web");
+    let c = verified(
+        &mut f,
+        "JB-2025-0901",
+        PLAIN,
+        r.clone(),
+        "investigation",
+        "malicious",
+    );
+    let fa = id_of(&child(&f, &c, "false-accusation"));
+    f.complete("zhou.jian", &fa, "refer", json!({"refer": true}));
+    f.complete(
+        "zhao.lei",
+        &fa,
+        "investigate",
+        json!({"identity_needed": true, "reason": "核实举报人是否故意捏造", "findings": "…"}),
+    );
+    let approval = f.task("zhou.jian", &fa, "identity_request");
+    let approver = format!(
+        "{}:{}",
+        f.token("zhou.jian"),
+        approval["id"].as_str().expect("task id")
+    );
+    let custodian = staff(&f, "ma.guoqiang");
+    let out = f.d.dir.path().join("browser");
+    std::fs::create_dir_all(&out).expect("browser dir");
+    let report = out.join("identity.json");
+    let secrets = ["name", "phone", "id_number"].map(|k| r[k].as_str().unwrap().to_owned());
+    let run = Command::new(&python)
+        .arg(root().join("tests/browser/console.py"))
+        .arg("identity")
+        .env("CLEARFLOW_URL", f.d.url())
+        .env("CLEARFLOW_STAFF", &custodian)
+        .env("CLEARFLOW_SECRETS", secrets.join("|"))
+        .env("CLEARFLOW_CASE", &c)
+        .env("CLEARFLOW_INVESTIGATION", &fa)
+        .env("CLEARFLOW_APPROVER", &approver)
+        .env("CLEARFLOW_SCREENSHOTS", out.join("screenshots"))
+        .env("CLEARFLOW_REPORT", &report)
+        .env("CLEARFLOW_NOW", f.d.now().timestamp().to_string())
+        .output()
+        .expect("running tests/browser/console.py identity");
+    assert!(
+        run.status.success(),
+        "the identity walk failed:\n{}\n{}\n--- daemon log ---\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+        f.d.logs()
+    );
+    let seen: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+
+    // One read, by the custodian, with the reason typed and the approval it rests on;
+    // the two pages that offered no form recorded nothing.
+    let audit = f.d.get("/v1/audit?limit=1000");
+    let items = audit["items"].as_array().expect("items");
+    let reads: Vec<&Value> = items
+        .iter()
+        .filter(|a| a["kind"] == "identity.read")
+        .collect();
+    assert_eq!(reads.len(), 1, "{audit}");
+    assert_eq!(reads[0]["actor"], "ma.guoqiang");
+    assert_eq!(reads[0]["detail"]["reason"], seen["reason"]);
+    assert_eq!(reads[0]["detail"]["requested_for"], fa.as_str());
+    assert_eq!(
+        reads[0]["detail"]["approval"],
+        json!({"step": "identity_request", "by": "zhou.jian"})
+    );
+    assert!(
+        !items.iter().any(|a| a["kind"] == "identity.read_refused"),
+        "the console offered no refused read: {audit}"
+    );
+    assert_clean("the audit log", &audit, &r);
+    let logs = f.d.logs();
+    for s in &secrets {
+        assert!(!logs.contains(s.as_str()), "the daemon log contains `{s}`");
+    }
+    // The custodian's TOTP secret is sealed in the store: not there in clear.
+    let totp = seen["totp_secret"].as_str().expect("the enrolled secret");
+    let stored = crate::intake::raw_store(&f.d);
+    assert!(!stored.contains(totp), "the TOTP secret is stored in clear");
+    assert!(
+        stored.contains("sealed:v1:"),
+        "no sealed TOTP secret in the store"
     );
 }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use support::Backend;
 
 /// 09:00 in Shanghai (UTC+8, no daylight saving) on `y-m-d`.
-fn sh(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+pub(crate) fn sh(y: i32, m: u32, d: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, m, d, 1, 0, 0).unwrap()
 }
 
@@ -37,12 +37,12 @@ fn accused() -> Value {
 }
 
 /// A report the grading plugin finds `pending` (no keywords, no evidence): no joint review.
-const PLAIN: &str = "反映某局局长张三工作作风粗暴，群众意见较大。";
+pub(crate) const PLAIN: &str = "反映某局局长张三工作作风粗暴，群众意见较大。";
 /// A report graded `key` (贿赂, 收受礼金, evidence).
 const KEY: &str = "实名举报某局局长张三收受贿赂，违规收受礼金。附转账记录两份。";
 
 /// A whistleblower who wants mail, told apart by `tag`.
-fn reporter(tag: &str) -> Value {
+pub(crate) fn reporter(tag: &str) -> Value {
     json!({
         "name": format!("举报人{tag}"),
         "email": format!("reporter.{}@example.net", tag.to_lowercase()),
@@ -111,7 +111,7 @@ fn public(f: &Flagship, receipt: &str) -> Value {
 }
 
 /// The one child of `parent` running `workflow`.
-fn child(f: &Flagship, parent: &str, workflow: &str) -> Value {
+pub(crate) fn child(f: &Flagship, parent: &str, workflow: &str) -> Value {
     let kids: Vec<Value> = f
         .children(parent)
         .into_iter()
@@ -125,7 +125,7 @@ fn child(f: &Flagship, parent: &str, workflow: &str) -> Value {
     kids[0].clone()
 }
 
-fn id_of(v: &Value) -> String {
+pub(crate) fn id_of(v: &Value) -> String {
     v["id"].as_str().expect("id").to_owned()
 }
 
@@ -498,7 +498,7 @@ fn held_pending_and_closed_postgres() {
 //    accusation; substantiated → accountability with its fault-tolerance assessment.
 
 /// Accepts, disposes as `disposal` and verifies case `number` as `verdict`.
-fn verified(
+pub(crate) fn verified(
     f: &mut Flagship,
     number: &str,
     content: &str,
@@ -521,7 +521,7 @@ fn verified(
 }
 
 /// Nothing of the reporter `r` in `v`.
-fn assert_clean(what: &str, v: &Value, r: &Value) {
+pub(crate) fn assert_clean(what: &str, v: &Value, r: &Value) {
     let text = v.to_string();
     for field in ["name", "email", "phone", "id_number"] {
         let needle = r[field].as_str().unwrap();

@@ -194,7 +194,7 @@ fn envelope_to(message: &[u8]) -> String {
 }
 
 /// Every byte of the store, or every row of its tables as text.
-fn raw_store(d: &Daemon) -> String {
+pub(crate) fn raw_store(d: &Daemon) -> String {
     match d.backend {
         Backend::Sqlite => {
             let base = d.dir.path().join("store/clearflow.db");

@@ -220,19 +220,8 @@ impl Runtime {
             return Err(IdentityReadError::ReasonTooLong);
         }
         let key = self.identity_key().ok_or(IdentityReadError::NoKey)?;
-        let Some((row, state)) = self.instance(instance).await? else {
-            return Err(IdentityReadError::NoInstance(instance.to_owned()));
-        };
-        let wf = self
-            .version(&row.def_hash)
-            .await
-            .map_err(|e| IdentityReadError::Internal(e.to_string()))?;
-        let inst: clearflow_core::Instance = serde_json::from_str(&state)
-            .map_err(|e| IdentityReadError::Internal(format!("instance state: {e}")))?;
-        let Some(stored) = self.store().identity_for(instance).await? else {
-            return Err(IdentityReadError::Anonymous(instance.to_owned()));
-        };
-        let approval = match identity_read_allowed(&wf, &inst, self.now()) {
+        let (stored, rule) = self.identity_rule_for(instance).await?;
+        let approval = match rule {
             Ok(a) => a,
             Err(refused) => {
                 // A refused attempt is on the record too (who, why, which rule).
@@ -271,6 +260,46 @@ impl Runtime {
             identity,
             approval,
         })
+    }
+
+    /// What [`Runtime::read_identity`] would decide for `instance` now, without reading
+    /// or recording anything (the console shows it beside the read form): the approval
+    /// the read would rest on, or why it would be refused. Errors as `read_identity`'s,
+    /// except that a missing reason is not one.
+    pub async fn identity_rule(
+        &self,
+        instance: &str,
+    ) -> Result<Result<Option<IdentityApproval>, IdentityReadRefused>, IdentityReadError> {
+        if self.identity_key().is_none() {
+            return Err(IdentityReadError::NoKey);
+        }
+        Ok(self.identity_rule_for(instance).await?.1)
+    }
+
+    /// The sealed identity `instance` leads to and its workflow's rule, applied now.
+    async fn identity_rule_for(
+        &self,
+        instance: &str,
+    ) -> Result<
+        (
+            StoredIdentity,
+            Result<Option<IdentityApproval>, IdentityReadRefused>,
+        ),
+        IdentityReadError,
+    > {
+        let Some((row, state)) = self.instance(instance).await? else {
+            return Err(IdentityReadError::NoInstance(instance.to_owned()));
+        };
+        let wf = self
+            .version(&row.def_hash)
+            .await
+            .map_err(|e| IdentityReadError::Internal(e.to_string()))?;
+        let inst: clearflow_core::Instance = serde_json::from_str(&state)
+            .map_err(|e| IdentityReadError::Internal(format!("instance state: {e}")))?;
+        let Some(stored) = self.store().identity_for(instance).await? else {
+            return Err(IdentityReadError::Anonymous(instance.to_owned()));
+        };
+        Ok((stored, identity_read_allowed(&wf, &inst, self.now())))
     }
 
     /// Whether complaint intake is on (`[intake] workflow`).

@@ -10,6 +10,11 @@ daemon with the shipped workflows and sets the staff passwords. Environment:
   CLEARFLOW_SCREENSHOTS   where to save screenshots of the main pages
   CLEARFLOW_REPORT        where to write what the test saw (JSON), for the Rust side
 
+With the argument `identity` it runs the identity-read walk instead (see `identity()`),
+with CLEARFLOW_STAFF the identity custodian, CLEARFLOW_CASE the complaint,
+CLEARFLOW_INVESTIGATION its false-accusation investigation waiting for the leader's
+approval, CLEARFLOW_APPROVER `token:task-id` of that approval task.
+
 Every step asserts what a person would see; the first failed assertion ends the run
 with a non-zero exit and the page source at that moment.
 """
@@ -29,14 +34,15 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
+MODE = sys.argv[1] if len(sys.argv) > 1 else "console"
 BASE = os.environ["CLEARFLOW_URL"].rstrip("/")
 STAFF_USER, STAFF_PASSWORD = os.environ["CLEARFLOW_STAFF"].split(":", 1)
-OUTSIDER_USER, OUTSIDER_PASSWORD = os.environ["CLEARFLOW_OUTSIDER"].split(":", 1)
+OUTSIDER_USER, OUTSIDER_PASSWORD = os.environ.get("CLEARFLOW_OUTSIDER", ":").split(":", 1)
 SECRETS = [s for s in os.environ["CLEARFLOW_SECRETS"].split("|") if s]
 SHOTS = os.environ["CLEARFLOW_SCREENSHOTS"]
 REPORT = os.environ["CLEARFLOW_REPORT"]
 NOW = int(os.environ["CLEARFLOW_NOW"])  # the daemon's manual clock, which TOTP counts on
-ADMIN_TOKEN = os.environ["CLEARFLOW_ADMIN_TOKEN"]
+ADMIN_TOKEN = os.environ.get("CLEARFLOW_ADMIN_TOKEN", "")
 
 report = {"axe": {}, "pages": []}
 
@@ -335,5 +341,81 @@ def main():
         d.quit()
 
 
+def api(path, token, body=None):
+    import urllib.request
+
+    req = urllib.request.Request(
+        BASE + path,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"},
+        method="GET" if body is None else "POST",
+    )
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or b"null")
+
+
+def identity():
+    """The identity custodian reads a real-name reporter's identity through the case page:
+    not through the complaint (its workflow allows none), not before the leader's
+    approval, then with a reason once approved; nothing of it on any other page."""
+    complaint = os.environ["CLEARFLOW_CASE"]
+    investigation = os.environ["CLEARFLOW_INVESTIGATION"]
+    approver_token, approval_task = os.environ["CLEARFLOW_APPROVER"].split(":", 1)
+    st = browser(javascript=True)
+    secret = sign_in(st, STAFF_USER, STAFF_PASSWORD)
+    check(arrives(st, "/inbox"), "the custodian is signed in", st)
+    read_form = "form[action$='/identity']"
+
+    # Through the complaint: the workflow allows no read, and says so.
+    st.get(BASE + f"/cases/{complaint}")
+    check(shows(st, "本流程不允许通过本案查阅举报人身份"), "the complaint's rule is stated", st)
+    check(not st.find_elements(By.CSS_SELECTOR, read_form), "no read form on the complaint", st)
+    no_secrets(st, "complaint case")
+
+    # Through the investigation, before the approval: pending, named, no form.
+    st.get(BASE + f"/cases/{investigation}")
+    check(shows(st, "须经批准后方可查阅"), "the pending approval is stated", st)
+    check("identity_request" in st.page_source, "the approval step is named", st)
+    check(not st.find_elements(By.CSS_SELECTOR, read_form), "no read form before the approval", st)
+    no_secrets(st, "investigation before approval")
+
+    # The leader approves (through the API, as the leader).
+    api(f"/v1/tasks/{approval_task}/complete", approver_token, {"form": {"granted": True}})
+
+    def approved():
+        st.get(BASE + f"/cases/{investigation}")
+        return st.find_elements(By.CSS_SELECTOR, read_form)
+
+    check(until(approved, 60), "after the approval the read form is offered", st)
+    check(shows(st, "已批准查阅"), "the approval is stated", st)
+    check("zhou.jian" in st.page_source, "the approver is named", st)
+    axe(st, "case-identity")
+    shot(st, "case-identity")
+    no_secrets(st, "investigation after approval")
+
+    # The reason is required (the browser will not send the form without it).
+    st.find_element(By.CSS_SELECTOR, read_form + " button").click()
+    time.sleep(0.5)
+    check("/identity" not in st.current_url or "本次查阅已记入审计日志" not in st.page_source,
+          "no read without a reason", st)
+    reason = "诬告陷害调查需要，经分管领导批准（网页）"
+    st.get(BASE + f"/cases/{investigation}")
+    fill(st, "reason", reason)
+    st.find_element(By.CSS_SELECTOR, read_form + " button").click()
+    check(shows(st, "本次查阅已记入审计日志"), "the identity page says the read is recorded", st)
+    for s in SECRETS:
+        check(s in st.page_source, f"the identity page shows `{s}`", st)
+    check(reason in st.page_source, "the reason given is shown", st)
+    axe(st, "identity")
+    st.get(BASE + "/inbox")
+    no_secrets(st, "inbox after the read")
+
+    report["totp_secret"] = secret
+    report["reason"] = reason
+    with open(REPORT, "w") as f:
+        json.dump(report, f, ensure_ascii=False, indent=2)
+    st.quit()
+
+
 if __name__ == "__main__":
-    main()
+    identity() if MODE == "identity" else main()

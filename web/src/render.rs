@@ -62,6 +62,7 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("case.html", include_str!("../templates/case.html")),
     ("admin.html", include_str!("../templates/admin.html")),
     ("message.html", include_str!("../templates/message.html")),
+    ("identity.html", include_str!("../templates/identity.html")),
 ];
 
 fn env() -> &'static Environment<'static> {
@@ -404,6 +405,42 @@ pub struct CaseView {
     pub mails: Vec<CaseMail>,
     /// Messages with the whistleblower, for a case filed through intake (`None` otherwise).
     pub messages: Option<Vec<MessageView>>,
+    /// The reporter-identity panel, for a caller who may read identities on a real-name
+    /// case (`None` otherwise).
+    pub identity: Option<IdentityPanel>,
+}
+
+/// What the case page says about reading the reporter's identity, before any read.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityPanel {
+    /// `open` (the permission alone decides), `approved` (the workflow's approval step
+    /// granted it), `pending` (that step has not granted it) or `never` (the workflow
+    /// allows no read through this case).
+    pub rule: &'static str,
+    /// The approval step the rule names, for `approved` and `pending`.
+    pub step: Option<String>,
+    /// Who granted it, for `approved`.
+    pub by: Option<String>,
+}
+
+/// The page that shows an opened identity (served `no-store`, like every page).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityView {
+    /// The case it was read through.
+    pub instance: String,
+    /// The case number.
+    pub number: String,
+    /// The fields given at intake: (a key of the `identity.` catalogue section, value).
+    pub fields: Vec<(&'static str, String)>,
+    /// The reason the reader gave.
+    pub reason: String,
+    /// The approval the read rests on: (step, by).
+    pub approval: Option<(String, String)>,
+}
+
+/// Renders an opened identity.
+pub fn identity(frame: Frame<'_>, view: &IdentityView) -> Result<String, WebError> {
+    render("identity.html", frame, true, view)
 }
 
 /// Renders the case page.

@@ -18,10 +18,12 @@ use clearflow_core::engine::{Instance, RefusalKind, TaskAction, Wait};
 use clearflow_runtime::clock::ms;
 use clearflow_runtime::console::{ActRefused, SessionRow, SessionStage};
 use clearflow_runtime::data::{ListFilter, TaskFilter, TaskRefused, TaskRow};
+use clearflow_runtime::intake::IdentityReadError;
 use clearflow_web::auth::{self, Lockout};
 use clearflow_web::render::{
-    self, CaseLink, CaseMail, CaseTask, CaseTimer, CaseView, EnrolView, InboxFilter, InboxRow,
-    InboxView, MessageView, Refusal, SignInView, SummaryItem, TaskView, TimelineRow,
+    self, CaseLink, CaseMail, CaseTask, CaseTimer, CaseView, EnrolView, IdentityPanel,
+    IdentityView, InboxFilter, InboxRow, InboxView, MessageView, Refusal, SignInView, SummaryItem,
+    TaskView, TimelineRow,
 };
 use clearflow_web::{Frame, Locale, form};
 use serde::Deserialize;
@@ -47,6 +49,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/cases/{id}", get(case_page))
         .route("/cases/{id}/tasks/{n}", get(case_task))
         .route("/cases/{id}/messages", post(case_message))
+        .route("/cases/{id}/identity", post(case_identity))
 }
 
 fn frame(locale: Locale, csrf: &str) -> Frame<'_> {
@@ -937,6 +940,11 @@ async fn case_page(State(s): State<AppState>, staff: Staff, Path(id): Path<Strin
     } else {
         None
     };
+    let identity = if c.can(&Permission::ReadIdentity) {
+        identity_panel(&s, &id).await
+    } else {
+        None
+    };
     let view = CaseView {
         instance: id.clone(),
         number: state["data"]["input"]["case_number"]
@@ -952,6 +960,7 @@ async fn case_page(State(s): State<AppState>, staff: Staff, Path(id): Path<Strin
         links,
         mails,
         messages,
+        identity,
     };
     page(
         Audience::Staff,
@@ -993,4 +1002,93 @@ async fn case_message(
         return internal(l, e);
     }
     see_other(&format!("/cases/{id}"))
+}
+
+/// The identity panel of a real-name case, for a caller with `read_identity`: what the
+/// workflow's `identity_read:` rule says now. Nothing is read or recorded.
+async fn identity_panel(s: &AppState, instance: &str) -> Option<IdentityPanel> {
+    use clearflow_core::engine::IdentityReadRefused as R;
+    let (rule, step, by) = match s.rt.identity_rule(instance).await {
+        Ok(Ok(None)) => ("open", None, None),
+        Ok(Ok(Some(a))) => ("approved", Some(a.step), Some(a.by)),
+        Ok(Err(R::NotApproved { step, .. })) => ("pending", Some(step), None),
+        Ok(Err(R::Never { .. })) => ("never", None, None),
+        Err(IdentityReadError::NoKey | IdentityReadError::Anonymous(_)) => return None,
+        Err(e) => {
+            tracing::warn!(instance, error = %e, "identity rule not known for the case page");
+            return None;
+        }
+    };
+    Some(IdentityPanel { rule, step, by })
+}
+
+/// Reads the reporter's identity through a case (`read_identity`, with a reason, as the
+/// workflow allows): [`clearflow_runtime::Runtime::read_identity`] records the read
+/// before it opens the seal; a refusal is shown in plain words.
+async fn case_identity(
+    State(s): State<AppState>,
+    staff: Staff,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let l = staff.locale;
+    let f = Form::new(body);
+    if !staff.session.csrf_ok(f.get("csrf").unwrap_or_default()) {
+        return error_page(Audience::Staff, StatusCode::FORBIDDEN, l);
+    }
+    let c = &staff.caller;
+    if c.require(&Permission::ReadIdentity).is_err() {
+        return error_page(Audience::Staff, StatusCode::FORBIDDEN, l);
+    }
+    let reason = f.text("reason");
+    let csrf = staff.csrf();
+    let frame = frame(l, &csrf);
+    let say = |status, key| {
+        page(
+            Audience::Staff,
+            status,
+            render::message(frame, true, l.t(key)),
+        )
+    };
+    match s.rt.read_identity(&id, &c.user, &reason).await {
+        Ok(opened) => {
+            let i = opened.identity;
+            let fields = [
+                ("name", i.name),
+                ("email", i.email),
+                ("phone", i.phone),
+                ("id_number", i.id_number),
+                ("address", i.address),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+            let view = IdentityView {
+                number: s.rt.case_number(&id).await.unwrap_or_default(),
+                instance: id,
+                fields,
+                reason: reason.trim().to_owned(),
+                approval: opened.approval.map(|a| (a.step, a.by)),
+            };
+            page(
+                Audience::Staff,
+                StatusCode::OK,
+                render::identity(frame, &view),
+            )
+        }
+        Err(IdentityReadError::NoReason) => say(StatusCode::BAD_REQUEST, "identity.no_reason"),
+        Err(IdentityReadError::ReasonTooLong) => say(StatusCode::BAD_REQUEST, "identity.too_long"),
+        Err(IdentityReadError::NoKey) => say(StatusCode::SERVICE_UNAVAILABLE, "error.unavailable"),
+        Err(IdentityReadError::NoInstance(_)) => {
+            error_page(Audience::Staff, StatusCode::NOT_FOUND, l)
+        }
+        Err(IdentityReadError::Anonymous(_)) => say(StatusCode::NOT_FOUND, "identity.anonymous"),
+        Err(IdentityReadError::Refused(clearflow_core::engine::IdentityReadRefused::Never {
+            ..
+        })) => say(StatusCode::FORBIDDEN, "identity.refused_never"),
+        Err(IdentityReadError::Refused(_)) => {
+            say(StatusCode::FORBIDDEN, "identity.refused_pending")
+        }
+        Err(e @ (IdentityReadError::Store(_) | IdentityReadError::Internal(_))) => internal(l, e),
+    }
 }
