@@ -5,6 +5,7 @@
 mod auth;
 mod browser;
 mod concurrent_start;
+mod console;
 mod crash;
 mod daemon;
 mod demo;

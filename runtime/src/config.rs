@@ -70,8 +70,9 @@ pub struct WebConfig {
     /// Whether the console is served at all.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// A second listener serving only the whistleblower's pages (and the public API).
-    /// With it set, the main listener serves no whistleblower page.
+    /// A second listener serving only the whistleblower's pages and the stylesheet.
+    /// With it set, the main listener serves no whistleblower page (the JSON intake
+    /// endpoints, `/v1/public/…`, stay on the main listener with the rest of the API).
     #[serde(default)]
     pub public_listen: Option<String>,
     /// Minutes a session may go unused (default 30).
@@ -93,6 +94,82 @@ pub struct WebConfig {
     /// writes a message: `role:NAME`, `user:ID` or addresses (default the letters office).
     #[serde(default = "default_message_notify")]
     pub message_notify: Vec<String>,
+    /// Single sign-on through a trusted reverse proxy (`[web.proxy_auth]`): off unless set.
+    #[serde(default)]
+    pub proxy_auth: Option<ProxyAuth>,
+}
+
+/// Single sign-on by a reverse proxy that has already authenticated the user (Keycloak,
+/// Authelia, an organisation's gateway): the proxy sends the user's ID in `header`, and
+/// a request from one of the `trusted` addresses carrying it is signed in as that user
+/// of the users file, without password or TOTP (the proxy's sign-in stands for both).
+/// The header from any other address is ignored and logged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyAuth {
+    /// The request header with the user's ID, e.g. `X-Remote-User`.
+    #[serde(deserialize_with = "header_name")]
+    pub header: String,
+    /// The proxies' addresses: IP addresses or networks (`10.0.0.5`, `10.1.0.0/16`).
+    #[serde(deserialize_with = "networks")]
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ProxyAuth {
+    /// Whether `peer` is one of the trusted proxies.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(peer),
+            v4 => v4,
+        };
+        self.trusted.iter().any(|n| n.contains(&peer))
+    }
+}
+
+fn header_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?.to_ascii_lowercase();
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !token {
+        return Err(serde::de::Error::custom(format!(
+            "`{name}` is not a header name (letters, digits and `-`)"
+        )));
+    }
+    if matches!(
+        name.as_str(),
+        "authorization" | "cookie" | "host" | "x-forwarded-for" | "forwarded"
+    ) {
+        return Err(serde::de::Error::custom(format!(
+            "`{name}` cannot carry the signed-in user; use a header of its own such as `X-Remote-User`"
+        )));
+    }
+    Ok(name)
+}
+
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    if items.is_empty() {
+        return Err(serde::de::Error::custom(
+            "`trusted` lists no proxy address, so no request could sign in",
+        ));
+    }
+    items
+        .iter()
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{t}` is neither an IP address nor a network such as 10.1.0.0/16"
+                    ))
+                })
+        })
+        .collect()
 }
 
 fn default_message_notify() -> Vec<String> {
@@ -122,6 +199,7 @@ impl Default for WebConfig {
             lockout_after: default_free_attempts(),
             secure_cookie: true,
             message_notify: default_message_notify(),
+            proxy_auth: None,
         }
     }
 }
@@ -820,6 +898,40 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_auth_trusts_only_its_addresses() {
+        let c = load(
+            "[web.proxy_auth]\nheader = \"X-Remote-User\"\ntrusted = [\"127.0.0.1\", \"10.1.0.0/16\", \"::1\"]\n",
+        )
+        .expect("loads");
+        let p = c.web.proxy_auth.expect("proxy auth");
+        assert_eq!(p.header, "x-remote-user");
+        for ok in ["127.0.0.1", "10.1.200.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(p.trusts(ok.parse().unwrap()), "{ok}");
+        }
+        for no in ["127.0.0.2", "10.2.0.1", "192.168.1.1", "::2"] {
+            assert!(!p.trusts(no.parse().unwrap()), "{no}");
+        }
+        for (bad, says) in [
+            (
+                "header = \"Cookie\"\ntrusted = [\"127.0.0.1\"]",
+                "cannot carry",
+            ),
+            (
+                "header = \"X User\"\ntrusted = [\"127.0.0.1\"]",
+                "not a header name",
+            ),
+            ("header = \"X-User\"\ntrusted = []", "lists no proxy"),
+            (
+                "header = \"X-User\"\ntrusted = [\"10.0.0.0/33\"]",
+                "10.0.0.0/33",
+            ),
+        ] {
+            let e = load(&format!("[web.proxy_auth]\n{bad}\n")).expect_err(bad);
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     fn load(text: &str) -> Result<Config, String> {
         let dir = tempfile::tempdir().expect("tempdir");

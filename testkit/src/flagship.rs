@@ -77,6 +77,12 @@ pub struct Flagship {
 impl Flagship {
     /// Starts the shipped process on `backend` with the manual clock at `at`.
     pub fn start(backend: Backend, at: DateTime<Utc>) -> Flagship {
+        Flagship::start_with(backend, at, "")
+    }
+
+    /// [`Flagship::start`] with `config` appended to the configuration file (e.g. a
+    /// `[web]` table).
+    pub fn start_with(backend: Backend, at: DateTime<Utc>, config: &str) -> Flagship {
         let smtp = SmtpServer::start(ServerOptions::default());
         let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="; // 32 bytes 0..31, base64
         let extra = format!(
@@ -88,7 +94,8 @@ impl Flagship {
             templates = root().join("workflows/templates").display(),
             port = smtp.port(),
             plugins = builtin_plugins(),
-        );
+        ) + "\n"
+            + config;
         let users = std::fs::read_to_string(root().join("config/users.toml")).expect("users");
         let mut d = Daemon::start_with_clock(
             backend,

@@ -7,7 +7,9 @@
 //! session is an HMAC keyed by the cookie value itself, so every daemon on one store
 //! computes the same token without a shared key.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -118,6 +120,28 @@ pub(super) async fn pending(s: &AppState, parts: &Parts, stage: SessionStage) ->
     Some(Pending { cookie, row })
 }
 
+/// The user a trusted reverse proxy says is signed in (`[web.proxy_auth]`), when this
+/// request carries its header. The header from an address that is not a trusted proxy
+/// is ignored, and logged: someone is trying to sign in as another user.
+pub(super) fn proxy_user(s: &AppState, parts: &Parts) -> Option<String> {
+    let p = s.rt.config().web.proxy_auth.as_ref()?;
+    let value = parts.headers.get(p.header.as_str())?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if !peer.is_some_and(|ip| p.trusts(ip)) {
+        tracing::warn!(
+            peer = ?peer,
+            header = %p.header,
+            "ignored a sign-in header from an address that is not a trusted proxy"
+        );
+        return None;
+    }
+    let user = value.to_str().ok()?.trim();
+    (!user.is_empty() && user.len() <= 200).then(|| user.to_owned())
+}
+
 /// A signed-in staff member: the caller (the same one a token would give), the session
 /// and the page locale.
 pub(crate) struct Staff {
@@ -149,6 +173,13 @@ impl FromRequestParts<AppState> for Staff {
         let session = pending(s, parts, SessionStage::Active)
             .await
             .ok_or(SignInFirst)?;
+        // Behind a single-sign-on proxy the proxy's user is the one signed in: a session
+        // of someone else (a shared browser) is not used; sign-in makes the right one.
+        if let Some(user) = proxy_user(s, parts)
+            && user != session.row.user
+        {
+            return Err(SignInFirst);
+        }
         let Some(caller) = Caller::of_user(s, &session.row.user, "session".into()) else {
             // Removed from the users file since signing in.
             let _ = s.rt.revoke_session(&session.row.id_hash).await;

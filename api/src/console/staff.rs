@@ -88,9 +88,59 @@ fn sign_in_view(l: Locale, step: &str, user: &str, error: Option<&str>) -> Respo
     )
 }
 
-async fn sign_in_page(req: Request) -> Response {
+async fn sign_in_page(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
+    if let Some(user) = session::proxy_user(&s, &parts) {
+        return proxy_sign_in(&s, &parts, &user).await;
+    }
     sign_in_view(locale(&parts, None, None), "password", "", None)
+}
+
+/// Signs in the user a trusted proxy vouches for (`[web.proxy_auth]`): an active session
+/// at once, no password or second factor (the proxy's sign-in stands for both), audited
+/// as `auth.sign_in` with `method: proxy`. A user the users file does not know is
+/// refused and audited.
+async fn proxy_sign_in(s: &AppState, parts: &Parts, user: &str) -> Response {
+    let l = locale(parts, None, None);
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    if s.rt.directory().user(user).is_none() {
+        audit(
+            s,
+            "auth.sign_in_refused",
+            user,
+            json!({ "reason": "unknown user", "method": "proxy", "proxy": peer }),
+        )
+        .await;
+        return error_page(Audience::Staff, StatusCode::FORBIDDEN, l);
+    }
+    let token = auth::new_session(auth::random());
+    let now = ms(s.rt.now());
+    let row = SessionRow {
+        id_hash: token.hash,
+        user: user.to_owned(),
+        stage: SessionStage::Active,
+        created_at: now,
+        last_seen: now,
+        revoked_at: None,
+        enrol_secret: None,
+    };
+    if let Err(e) = s.rt.create_session(&row).await {
+        return internal(l, e);
+    }
+    audit(
+        s,
+        "auth.sign_in",
+        user,
+        json!({ "method": "proxy", "proxy": peer }),
+    )
+    .await;
+    let mut resp = see_other("/inbox");
+    resp.headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(s, &token.cookie));
+    resp
 }
 
 fn lockout(s: &AppState) -> Lockout {
