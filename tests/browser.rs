@@ -9,7 +9,9 @@
 //! A second walk, on PostgreSQL: the identity custodian reads a real-name reporter's
 //! identity through the case page only as the workflow allows (never through the
 //! complaint, after the leader's approval through the false-accusation investigation),
-//! with a reason that lands in the audit log; the TOTP secret is sealed in the store.
+//! with a reason that lands in the audit log; the TOTP secret is sealed in the store;
+//! the drafter of the clarification is refused its self-review in plain words (不得兼审);
+//! and, the case concluded, the whistleblower reads the feedback with the receipt code.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,7 +21,7 @@ use clearflow_testkit::Backend;
 use clearflow_testkit::flagship::{Flagship, root};
 use serde_json::{Value, json};
 
-use crate::flagship_complaints::{PLAIN, assert_clean, child, id_of, reporter, sh, verified};
+use crate::flagship_complaints::{PLAIN, accept, assert_clean, child, file, id_of, reporter, sh};
 
 const NAME: &str = "Lanxin Qiao-Recognisable";
 const PHONE: &str = "13912345678";
@@ -122,19 +124,28 @@ fn console_end_to_end() {
 }
 
 #[test]
-fn identity_read_through_the_case_page_postgres() {
+fn identity_separation_and_feedback_postgres() {
     let python = python();
     let mut f = Flagship::start(Backend::Postgres, sh(2025, 3, 3));
     let r = reporter("web");
-    let c = verified(
-        &mut f,
-        "JB-2025-0901",
-        PLAIN,
-        r.clone(),
-        "investigation",
-        "malicious",
+    let (c, receipt) = file(&mut f, "JB-2025-0901", PLAIN, Some(r.clone()));
+    accept(&mut f, &c, "zhao.lei");
+    f.complete(
+        "zhao.lei",
+        &c,
+        "dispose",
+        json!({"disposal": "investigation"}),
+    );
+    f.complete(
+        "zhao.lei",
+        &c,
+        "verify",
+        json!({"verdict": "malicious", "findings": "经核查，所反映问题系捏造。"}),
     );
     let fa = id_of(&child(&f, &c, "false-accusation"));
+    let clar = id_of(&child(&f, &c, "clarification"));
+    let draft = json!({"number": "市纪澄〔2025〕9号", "date": "2025-03-20", "findings": "经核查，反映问题不属实。"});
+    f.complete("wu.hao", &clar, "draft", draft);
     f.complete("zhou.jian", &fa, "refer", json!({"refer": true}));
     f.complete(
         "zhao.lei",
@@ -149,6 +160,7 @@ fn identity_read_through_the_case_page_postgres() {
         approval["id"].as_str().expect("task id")
     );
     let custodian = staff(&f, "ma.guoqiang");
+    let drafter = staff(&f, "wu.hao");
     let out = f.d.dir.path().join("browser");
     std::fs::create_dir_all(&out).expect("browser dir");
     let report = out.join("identity.json");
@@ -162,6 +174,7 @@ fn identity_read_through_the_case_page_postgres() {
         .env("CLEARFLOW_CASE", &c)
         .env("CLEARFLOW_INVESTIGATION", &fa)
         .env("CLEARFLOW_APPROVER", &approver)
+        .env("CLEARFLOW_DRAFTER", &drafter)
         .env("CLEARFLOW_SCREENSHOTS", out.join("screenshots"))
         .env("CLEARFLOW_REPORT", &report)
         .env("CLEARFLOW_NOW", f.d.now().timestamp().to_string())
@@ -209,5 +222,58 @@ fn identity_read_through_the_case_page_postgres() {
     assert!(
         stored.contains("sealed:v1:"),
         "no sealed TOTP secret in the store"
+    );
+    // The refused self-review changed nothing: the task is still open for another.
+    assert_eq!(seen["separation_seen"], true);
+    assert!(f.has_open_task(&clar, "self_review"));
+
+    // The case runs on to its conclusion; the whistleblower reads the feedback.
+    f.complete("zhao.lei", &clar, "self_review", json!({}));
+    f.complete("huang.min", &clar, "joint_review", json!({}));
+    f.complete(
+        "zhou.jian",
+        &clar,
+        "final_review",
+        json!({"comments": "同意"}),
+    );
+    f.complete(
+        "zhao.lei",
+        &fa,
+        "conclude",
+        json!({"result": "not_confirmed", "findings": "证据不足"}),
+    );
+    f.complete("zhou.jian", &fa, "confirm", json!({}));
+    let result = "经核查，您反映的问题不属实，已依规为被反映人澄清正名。感谢您的监督。";
+    f.complete(
+        "zhao.lei",
+        &c,
+        "feedback",
+        json!({"method": "in_person", "result": result}),
+    );
+    let run = Command::new(&python)
+        .arg(root().join("tests/browser/console.py"))
+        .arg("feedback")
+        .env("CLEARFLOW_URL", f.d.url())
+        .env("CLEARFLOW_STAFF", ":")
+        .env("CLEARFLOW_SECRETS", secrets.join("|"))
+        .env("CLEARFLOW_RECEIPT", &receipt)
+        .env("CLEARFLOW_FEEDBACK", result)
+        .env("CLEARFLOW_SCREENSHOTS", out.join("screenshots"))
+        .env("CLEARFLOW_REPORT", &report)
+        .env("CLEARFLOW_NOW", f.d.now().timestamp().to_string())
+        .output()
+        .expect("running tests/browser/console.py feedback");
+    assert!(
+        run.status.success(),
+        "the feedback walk failed:\n{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    let seen: Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("json");
+    assert_eq!(seen["feedback_seen"], true);
+    assert!(
+        !f.d.logs().contains(&receipt),
+        "the receipt code is in the log"
     );
 }

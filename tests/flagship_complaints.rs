@@ -57,7 +57,12 @@ fn reporter_email(tag: &str) -> String {
 }
 
 /// Files case `number` through the public intake (received today, Shanghai time).
-fn file(f: &mut Flagship, number: &str, content: &str, who: Option<Value>) -> (String, String) {
+pub(crate) fn file(
+    f: &mut Flagship,
+    number: &str,
+    content: &str,
+    who: Option<Value>,
+) -> (String, String) {
     let today = sh_date(&f.d.now().to_rfc3339());
     let mut body = json!({"case": {
         "case_number": number, "received_on": today, "accused": accused(),
@@ -72,7 +77,7 @@ fn file(f: &mut Flagship, number: &str, content: &str, who: Option<Value>) -> (S
 
 /// Screens `id` as accepted and assigns it to `handler`; a suspected or key case passes
 /// the monthly joint review. The case then waits for its disposal.
-fn accept(f: &mut Flagship, id: &str, handler: &str) {
+pub(crate) fn accept(f: &mut Flagship, id: &str, handler: &str) {
     f.complete("wang.fang", id, "screen", json!({"decision": "accept"}));
     f.complete("wang.fang", id, "assign", json!({ "handler": handler }));
     if f.has_open_task(id, "joint_review") {

@@ -194,6 +194,22 @@ fn refused_sod(f: &mut Flagship, user: &str, instance: &str, step: &str, names: 
         assert!(text.contains(n), "the refusal names `{n}`: {text}");
     }
     assert!(f.has_open_task(instance, step), "{step} stays open");
+    // Claiming it is refused the same way, so nobody holds a task they cannot complete.
+    let task = f.task(user, instance, step);
+    let token = f.token(user);
+    let (status, v) =
+        f.d.try_post_as(
+            Some(&token),
+            &format!("/v1/tasks/{}/claim", task["id"].as_str().expect("id")),
+            &json!({}),
+        )
+        .expect("claim");
+    assert_eq!(status, 403, "{user} claiming {step}: {v}");
+    assert!(v.to_string().contains("separation of duties"), "{v}");
+    assert!(
+        f.task(user, instance, step)["claimed_by"].is_null(),
+        "the task stays unclaimed"
+    );
 }
 
 /// WF2 from a real-name complaint found unfounded: three tiers, a rejection at each

@@ -245,6 +245,7 @@ async fn show(State(s): State<AppState>, caller: Caller, Path(id): Path<String>)
         (status = 200, description = "the task, now claimed by the caller", body = Task),
         (status = 403, description = "needs `act_on_tasks` and the task's role", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "no such task, or not one the caller may see", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "separation of duties: the caller did a step this one must be apart from", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "claimed by someone else, or closed", body = ProblemBody, content_type = "application/problem+json"),
         (status = 500, description = "the store failed", body = ProblemBody, content_type = "application/problem+json"),
     ))]
@@ -279,7 +280,7 @@ async fn claim_or_unclaim(s: AppState, caller: Caller, id: String, claim: bool) 
         .map_err(internal)?
     {
         Ok(t) => Ok(Json(Task::from(TaskView::of(&t, now))).into_response()),
-        Err(r) => Err(refused(r, &id)),
+        Err(r) => Err(act_refused(r, &id)),
     }
 }
 
@@ -370,13 +371,20 @@ async fn act(s: AppState, caller: Caller, id: String, action: TaskAction) -> Rep
             Json(Task::from(TaskView::of(&t, now))),
         )
             .into_response()),
-        Err(ActRefused::Task(r)) => Err(refused(r, &id)),
-        Err(ActRefused::Gone) => Err(problem(
+        Err(r) => Err(act_refused(r, &id)),
+    }
+}
+
+/// A refused claim, completion or rejection as a problem.
+fn act_refused(r: ActRefused, id: &str) -> Response {
+    match r {
+        ActRefused::Task(r) => refused(r, id),
+        ActRefused::Gone => problem(
             StatusCode::CONFLICT,
             "task closed",
             format!("the instance of task {id} is gone"),
-        )),
-        Err(ActRefused::Check(refusals)) => {
+        ),
+        ActRefused::Check(refusals) => {
             let status = if refusals
                 .iter()
                 .any(|r| r.kind == RefusalKind::SeparationOfDuties)
@@ -390,7 +398,7 @@ async fn act(s: AppState, caller: Caller, id: String, action: TaskAction) -> Rep
                 (StatusCode::UNPROCESSABLE_ENTITY, "cannot reject")
             };
             let messages = refusals.into_iter().map(|r| r.message).collect();
-            Err(problem_list(status.0, status.1, messages))
+            problem_list(status.0, status.1, messages)
         }
     }
 }

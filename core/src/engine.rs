@@ -17,7 +17,9 @@ use crate::workflow::*;
 
 mod context;
 mod tasks;
-pub use tasks::{OpenTask, Refusal, RefusalKind, TaskAction, TaskTimer, check_task_action};
+pub use tasks::{
+    OpenTask, Refusal, RefusalKind, TaskAction, TaskTimer, check_claim, check_task_action,
+};
 
 /// Most signals kept for an instance that is not waiting for them yet.
 pub const MAX_BUFFERED_SIGNALS: usize = 100;

@@ -1954,6 +1954,19 @@ fn check_task_action_lists_every_refusal() {
     let closed = check_task_action(&wf, &inst, 2, "wang", &ok).unwrap_err();
     assert_eq!(closed[0].kind, RefusalKind::NotOpen);
     assert_eq!(closed[0].message, "task 2 of instance i1 is not open");
+    // A claim is refused for the same separation reasons (and for nothing about a form).
+    use clearflow_core::engine::check_claim;
+    let claim: Vec<RefusalKind> = check_claim(&wf, &inst, 3, "li.na")
+        .unwrap_err()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert_eq!(claim, vec![RefusalKind::SeparationOfDuties; 2]);
+    assert_eq!(check_claim(&wf, &inst, 3, "wang"), Ok(()));
+    assert_eq!(
+        check_claim(&wf, &inst, 2, "wang").unwrap_err()[0].kind,
+        RefusalKind::NotOpen
+    );
 }
 
 /// Due in 5 working days, reminded 2 working days before and on the due date, then every

@@ -5,7 +5,9 @@
 //! The primitives (password hashing, TOTP, cookies) are the web crate's; this module
 //! only stores and audits.
 
-use clearflow_core::engine::{Event, Instance, Refusal, TaskAction, check_task_action};
+use clearflow_core::engine::{
+    Event, Instance, Refusal, RefusalKind, TaskAction, check_claim, check_task_action,
+};
 use serde_json::json;
 
 use crate::Runtime;
@@ -74,6 +76,38 @@ const ENROLMENT: &str = "totp-enrolment";
 impl Runtime {
     fn secret_key(&self) -> Result<&IdentityKey, SealError> {
         self.identity_key().ok_or(SealError::NoKey)
+    }
+
+    /// Claims (`claim`) or releases task `id` for `user` with `roles`. A claim is refused,
+    /// like the completion it leads to, when separation of duties rules the user out
+    /// (so nobody holds a task they could never complete); the row checks the rest (open,
+    /// the user's role or assignment, someone else's claim).
+    pub async fn claim_task(
+        &self,
+        id: &str,
+        user: &str,
+        roles: &[String],
+        claim: bool,
+    ) -> Result<Result<TaskRow, ActRefused>, ActError> {
+        if claim
+            && let Some(t) = self.task(id).await?
+            && t.status == "open"
+            && let Some((row, state)) = self.instance(&t.instance_id).await?
+        {
+            let wf = self.version(&row.def_hash).await?;
+            let inst: Instance = serde_json::from_str(&state)?;
+            if let Err(refusals) = check_claim(&wf, &inst, t.task_no as u32, user) {
+                // A task of a step that is no longer waiting is the row's to refuse.
+                if refusals.iter().all(|r| r.kind != RefusalKind::NotOpen) {
+                    return Ok(Err(ActRefused::Check(refusals)));
+                }
+            }
+        }
+        Ok(self
+            .store()
+            .claim_task(id, user, roles, claim)
+            .await?
+            .map_err(ActRefused::Task))
     }
 
     /// Completes or rejects task `id` as `user` with `roles`: the row's own checks (open,

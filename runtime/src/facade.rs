@@ -645,17 +645,6 @@ impl Runtime {
         self.worker.store.task(id).await
     }
 
-    /// Claims (`claim`) or releases a task for `user` with `roles`.
-    pub async fn claim_task(
-        &self,
-        id: &str,
-        user: &str,
-        roles: &[String],
-        claim: bool,
-    ) -> Result<Result<TaskRow, TaskRefused>, StoreError> {
-        self.worker.store.claim_task(id, user, roles, claim).await
-    }
-
     /// Completes or rejects a task for `user` with `roles`, and on
     /// completion or rejection sends `payload` (the engine event) to its instance.
     pub async fn close_task(

@@ -13,7 +13,10 @@ daemon with the shipped workflows and sets the staff passwords. Environment:
 With the argument `identity` it runs the identity-read walk instead (see `identity()`),
 with CLEARFLOW_STAFF the identity custodian, CLEARFLOW_CASE the complaint,
 CLEARFLOW_INVESTIGATION its false-accusation investigation waiting for the leader's
-approval, CLEARFLOW_APPROVER `token:task-id` of that approval task.
+approval, CLEARFLOW_APPROVER `token:task-id` of that approval task, CLEARFLOW_DRAFTER
+`user:password` of the handler who drafted the case's clarification (who then tries its
+self-review). With `feedback` the whistleblower reads CLEARFLOW_FEEDBACK with the
+receipt code CLEARFLOW_RECEIPT.
 
 Every step asserts what a person would see; the first failed assertion ends the run
 with a non-zero exit and the page source at that moment.
@@ -341,6 +344,37 @@ def main():
         d.quit()
 
 
+def sign_in_without_script(d, user, password):
+    """sign_in() for a browser with JavaScript off (the same pages, no script needed)."""
+    sign_in(d, user, password)
+    check(arrives(d, "/inbox"), f"{user} is signed in", d)
+
+
+def feedback():
+    """The whistleblower, script off, reads the feedback with the receipt code."""
+    receipt = os.environ["CLEARFLOW_RECEIPT"]
+    text = os.environ["CLEARFLOW_FEEDBACK"]
+    wb = browser(javascript=False)
+    wb.get(BASE + "/follow")
+    fill(wb, "receipt", receipt)
+    wb.find_element(By.CSS_SELECTOR, "form[action='/follow'] button").click()
+    check(shows(wb, text), "the whistleblower reads the feedback", wb)
+    check("已反馈" in wb.page_source, "the stage says feedback was given", wb)
+    check(receipt not in wb.current_url, "the receipt is not in the URL", wb)
+    shot(wb, "status-feedback")
+    ax = browser(javascript=True)
+    ax.get(BASE + "/follow")
+    fill(ax, "receipt", receipt)
+    ax.find_element(By.CSS_SELECTOR, "form[action='/follow'] button").click()
+    check(shows(ax, text), "the same page with script on, for axe", ax)
+    axe(ax, "status-feedback")
+    report["feedback_seen"] = True
+    with open(REPORT, "w") as f:
+        json.dump(report, f, ensure_ascii=False, indent=2)
+    wb.quit()
+    ax.quit()
+
+
 def api(path, token, body=None):
     import urllib.request
 
@@ -410,6 +444,28 @@ def identity():
     st.get(BASE + "/inbox")
     no_secrets(st, "inbox after the read")
 
+    # ---- separation of duties as the drafter sees it ---------------------------------
+    drafter_user, drafter_password = os.environ["CLEARFLOW_DRAFTER"].split(":", 1)
+    dr = browser(javascript=False)
+    sign_in_without_script(dr, drafter_user, drafter_password)
+    link = inbox_link(dr, "自审")
+    check(link, "the self-review task is in the drafter's inbox (the role's pool)", dr)
+    link.click()
+    claim = "form[action$='/claim'] button"
+    complete = "form[action$='/complete'] button"
+    refused = lambda: "不得兼审" in dr.page_source
+    check(until(lambda: dr.find_elements(By.CSS_SELECTOR, claim) or dr.find_elements(By.CSS_SELECTOR, complete)),
+          "the task page offers the task", dr)
+    if dr.find_elements(By.CSS_SELECTOR, claim):
+        dr.find_element(By.CSS_SELECTOR, claim).click()
+        until(lambda: refused() or dr.find_elements(By.CSS_SELECTOR, complete))
+    if not refused():
+        dr.find_element(By.CSS_SELECTOR, complete).click()
+    check(shows(dr, "不得兼审：您已经办理过本案的另一审级"), "the drafter is told plainly why not", dr)
+    shot(dr, "separation-of-duties")
+    report["separation_seen"] = True
+    dr.quit()
+
     report["totp_secret"] = secret
     report["reason"] = reason
     with open(REPORT, "w") as f:
@@ -418,4 +474,4 @@ def identity():
 
 
 if __name__ == "__main__":
-    identity() if MODE == "identity" else main()
+    {"identity": identity, "feedback": feedback}.get(MODE, main)()

@@ -917,14 +917,78 @@ mod tests {
                         template: "acknowledge-receipt".into(),
                         state: "sent".into(),
                     }],
+                    identity: Some(IdentityPanel {
+                        rule: "approved",
+                        step: Some("identity_request".into()),
+                        by: Some("zhou.jian".into()),
+                    }),
                 },
             )
             .unwrap();
+            assert!(html.contains("action=\"/cases/i1/identity\""));
+            assert!(html.contains("zhou.jian"));
             assert!(html.contains("class=\"step waiting\""));
             assert!(html.contains("&lt;screen&gt; done"));
             assert!(html.contains("/cases/i2") && html.contains("/tasks/3"));
             assert!(!html.contains("http://") && !html.contains("https://"));
             assert!(!html.contains("case.sent") && !html.contains("case.none"));
+        }
+    }
+
+    #[test]
+    fn identity_page_and_panel_rules() {
+        for locale in Locale::ALL {
+            let html = identity(
+                frame(locale),
+                &IdentityView {
+                    instance: "i1".into(),
+                    number: "JB-1".into(),
+                    fields: vec![("name", "<b>王某</b>".into()), ("phone", "139".into())],
+                    reason: "核查".into(),
+                    approval: Some(("identity_request".into(), "zhou.jian".into())),
+                },
+            )
+            .unwrap();
+            assert!(
+                html.contains("&lt;b&gt;王某") && !html.contains("<b>"),
+                "escaped"
+            );
+            assert!(!html.contains("identity.name") && !html.contains("identity.recorded"));
+            assert!(html.contains("zhou.jian") && html.contains("/cases/i1"));
+        }
+        // Only `open` and `approved` offer the form.
+        let src = "id: x\nroles: [r]\nsteps:\n  - id: a\n    task: { role: r }\n";
+        let wf = clearflow_core::load("x.yaml", src).unwrap_or_else(|d| panic!("{d:?}"));
+        for (rule, form) in [
+            ("open", true),
+            ("approved", true),
+            ("pending", false),
+            ("never", false),
+        ] {
+            let html = case(
+                frame(Locale::ZhCn),
+                &CaseView {
+                    instance: "i1".into(),
+                    number: "N".into(),
+                    workflow_title: "t".into(),
+                    status: "s".into(),
+                    diagram_svg: crate::diagram::svg(&wf, &Default::default()),
+                    timeline: vec![],
+                    tasks: vec![],
+                    timers: vec![],
+                    links: vec![],
+                    mails: vec![],
+                    messages: None,
+                    identity: Some(IdentityPanel {
+                        rule,
+                        step: Some("approve".into()),
+                        by: None,
+                    }),
+                },
+            )
+            .unwrap();
+            assert_eq!(html.contains("/cases/i1/identity"), form, "{rule}");
+            assert!(!html.contains("identity.rule"), "{rule}");
         }
     }
 

@@ -747,10 +747,15 @@ async fn task_action(
                 .await
             {
                 Ok(Ok(_)) => see_other(&format!("/tasks/{id}")),
-                Ok(Err(r)) => {
+                Ok(Err(ActRefused::Task(r))) => {
                     let m = words(&r);
                     let refusal = taken(r);
                     show_task(&s, &staff, &id, None, None, Some((refusal, vec![m]))).await
+                }
+                Ok(Err(ActRefused::Gone)) => error_page(Audience::Staff, StatusCode::NOT_FOUND, l),
+                Ok(Err(ActRefused::Check(refusals))) => {
+                    let (refusal, messages) = checked(&refusals);
+                    show_task(&s, &staff, &id, None, None, Some((refusal, messages))).await
                 }
                 Err(e) => internal(l, e),
             }
@@ -813,15 +818,7 @@ async fn task_action(
                 }
                 Ok(Err(ActRefused::Gone)) => error_page(Audience::Staff, StatusCode::NOT_FOUND, l),
                 Ok(Err(ActRefused::Check(refusals))) => {
-                    let refusal = refusals
-                        .iter()
-                        .any(|r| r.kind == RefusalKind::SeparationOfDuties)
-                        .then_some(Refusal::Separation);
-                    let messages = refusals
-                        .iter()
-                        .filter(|r| r.kind != RefusalKind::SeparationOfDuties)
-                        .map(|r| r.message.clone())
-                        .collect();
+                    let (refusal, messages) = checked(&refusals);
                     show_task(
                         &s,
                         &staff,
@@ -837,6 +834,21 @@ async fn task_action(
         }
         _ => error_page(Audience::Staff, StatusCode::NOT_FOUND, l),
     }
+}
+
+/// The engine's refusals as the task page shows them: separation of duties in plain
+/// words (the banner), every other reason as its message.
+fn checked(refusals: &[clearflow_core::engine::Refusal]) -> (Option<Refusal>, Vec<String>) {
+    let refusal = refusals
+        .iter()
+        .any(|r| r.kind == RefusalKind::SeparationOfDuties)
+        .then_some(Refusal::Separation);
+    let messages = refusals
+        .iter()
+        .filter(|r| r.kind != RefusalKind::SeparationOfDuties)
+        .map(|r| r.message.clone())
+        .collect();
+    (refusal, messages)
 }
 
 // ---- case ----------------------------------------------------------------------------

@@ -118,29 +118,53 @@ pub fn check_task_action(
     actor: &str,
     action: &TaskAction,
 ) -> Result<(), Vec<Refusal>> {
-    let found = inst.tokens.values().find_map(|t| match t.wait {
+    match open_task_step(wf, inst, task) {
+        Some((node, step)) => check(inst, node, step, actor, action),
+        None => Err(vec![not_open(inst, task)]),
+    }
+}
+
+/// Checks whether `actor` may claim task `task` of `inst`: not when separation of duties
+/// would refuse their completion (a claim they could never complete would only keep the
+/// task from the others of the role). Every reason at once.
+pub fn check_claim(
+    wf: &Workflow,
+    inst: &Instance,
+    task: u32,
+    actor: &str,
+) -> Result<(), Vec<Refusal>> {
+    match open_task_step(wf, inst, task) {
+        Some((node, step)) => {
+            let out = separation(inst, node, step, actor);
+            if out.is_empty() { Ok(()) } else { Err(out) }
+        }
+        None => Err(vec![not_open(inst, task)]),
+    }
+}
+
+fn open_task_step<'w>(
+    wf: &'w Workflow,
+    inst: &Instance,
+    task: u32,
+) -> Option<(&'w Node, &'w TaskStep)> {
+    inst.tokens.values().find_map(|t| match t.wait {
         Wait::Task { task: x } if x == task => match &wf.node(t.node).kind {
             NodeKind::Task(step) => Some((wf.node(t.node), step)),
             _ => None,
         },
         _ => None,
-    });
-    match found {
-        Some((node, step)) => check(inst, node, step, actor, action),
-        None => Err(vec![Refusal {
-            kind: RefusalKind::NotOpen,
-            message: format!("task {task} of instance {} is not open", inst.id),
-        }]),
+    })
+}
+
+fn not_open(inst: &Instance, task: u32) -> Refusal {
+    Refusal {
+        kind: RefusalKind::NotOpen,
+        message: format!("task {task} of instance {} is not open", inst.id),
     }
 }
 
-fn check(
-    inst: &Instance,
-    node: &Node,
-    t: &TaskStep,
-    actor: &str,
-    action: &TaskAction,
-) -> Result<(), Vec<Refusal>> {
+/// The separation-of-duties refusals for `actor` on step `t`.
+fn separation(inst: &Instance, node: &Node, t: &TaskStep, actor: &str) -> Vec<Refusal> {
     let mut out = Vec::new();
     let step = &node.id;
     for other in &t.distinct_from {
@@ -159,6 +183,18 @@ fn check(
             ),
         });
     }
+    out
+}
+
+fn check(
+    inst: &Instance,
+    node: &Node,
+    t: &TaskStep,
+    actor: &str,
+    action: &TaskAction,
+) -> Result<(), Vec<Refusal>> {
+    let mut out = separation(inst, node, t, actor);
+    let step = &node.id;
     match action {
         TaskAction::Complete { form } => {
             if let Some(schema) = &t.form {
