@@ -11,8 +11,8 @@ use clearflow_testkit::store as store_support;
 use std::future::Future;
 
 use clearflow_store::{
-    Advance, ArmTimer, InstanceEvent, ListFilter, NewHistory, NewInstance, ParentLink, Started,
-    Store, StoreError, Subscription,
+    Advance, ArmTimer, InstanceEvent, ListFilter, NewHistory, NewInstance, NewTask, ParentLink,
+    Started, Store, StoreError, Subscription, TaskFilter, TaskOp,
 };
 use support::Backend;
 
@@ -32,6 +32,7 @@ both_backends!(
     timers_fall_due_in_order_and_wake_at_follows_them,
     keyed_events_reach_every_subscriber_and_only_them,
     list_pages_newest_first_and_filters,
+    the_inbox_is_every_visible_open_task_by_due_date,
 );
 
 fn inst(id: &str, workflow: &str, key: Option<&str>) -> NewInstance {
@@ -605,4 +606,129 @@ async fn list_pages_newest_first_and_filters(s: Store) {
         running_wf.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         ["j1", "j0", "i6", "i4", "i0"]
     );
+}
+
+/// The inbox's query (one index-ordered subquery per way a task is the user's, merged)
+/// lists exactly the open tasks assigned to, claimed by or in a role of the user, each
+/// once, soonest due first with undated ones last, for every page size; filters apply.
+async fn the_inbox_is_every_visible_open_task_by_due_date(s: Store) {
+    s.start(
+        &[vec![inst("a", "wf", None)], vec![inst("b", "other", None)]],
+        0,
+    )
+    .await
+    .unwrap();
+    let claimed = s.claim("n", 0, 1000, 10).await.unwrap();
+    let mut batch = Vec::new();
+    for c in &claimed {
+        let mut tasks = Vec::new();
+        for n in 0..40i64 {
+            let (role, assignee) = match n % 5 {
+                0 => (Some("clerk"), None),
+                1 => (Some("clerk"), Some("li")),
+                2 => (Some("other"), Some("li")),
+                3 => (Some("other"), None),
+                _ => (Some("head"), None),
+            };
+            tasks.push(TaskOp::Create(NewTask {
+                task_no: n + 1,
+                token: n + 1,
+                step: format!("s{n}"),
+                workflow: if c.id == "a" { "wf" } else { "other" }.into(),
+                title: None,
+                role: role.map(Into::into),
+                assignee: assignee.map(Into::into),
+                priority: n % 3,
+                // Some undated, some sharing a due date (priority and age break ties).
+                due_at: (n % 7 != 0).then_some(1_000 + (n * 37 % 11) * 100),
+                follow_up_at: None,
+                provisional: false,
+            }));
+        }
+        batch.push(Advance {
+            consumed: c.events.iter().map(|e| e.id).collect(),
+            tasks,
+            ..advance(&c.id, c.version)
+        });
+    }
+    s.commit(&batch, 20).await.unwrap();
+    // li claims a task of a role she does not hold (it stays visible to her) and one of
+    // hers; closed tasks are never listed.
+    let all = s
+        .list_tasks(&TaskFilter {
+            status: Some("open".into()),
+            limit: 1000,
+            order_by_due: true,
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 80);
+    let head_task = all
+        .iter()
+        .find(|t| t.role.as_deref() == Some("head"))
+        .unwrap();
+    let roles = vec!["head".to_owned()];
+    s.claim_task(&head_task.id, "wang", &roles, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let theirs = |user: &str, roles: &[&str], t: &clearflow_store::TaskRow| {
+        t.assignee.as_deref() == Some(user)
+            || t.claimed_by.as_deref() == Some(user)
+            || t.role.as_deref().is_some_and(|r| roles.contains(&r))
+    };
+    let all = s
+        .list_tasks(&TaskFilter {
+            status: Some("open".into()),
+            limit: 1000,
+            order_by_due: true,
+            ..TaskFilter::default()
+        })
+        .await
+        .unwrap();
+    for (user, roles) in [
+        ("li", vec!["clerk"]),
+        ("wang", vec!["clerk", "clerk"]),
+        ("zhao", vec![]),
+        ("li", vec!["clerk", "other", "head"]),
+    ] {
+        let expected: Vec<&str> = all
+            .iter()
+            .filter(|t| theirs(user, &roles, t))
+            .map(|t| t.id.as_str())
+            .collect();
+        for limit in [1, 5, 17, 51, 1000] {
+            for workflow in [None, Some("other")] {
+                let got = s
+                    .list_tasks(&TaskFilter {
+                        visible_to: Some((
+                            user.to_owned(),
+                            roles.iter().map(|r| r.to_string()).collect(),
+                        )),
+                        status: Some("open".into()),
+                        workflow: workflow.map(Into::into),
+                        limit,
+                        order_by_due: true,
+                        ..TaskFilter::default()
+                    })
+                    .await
+                    .unwrap();
+                let want: Vec<&str> = expected
+                    .iter()
+                    .copied()
+                    .filter(|id| {
+                        workflow.is_none_or(|w| all.iter().any(|t| t.id == *id && t.workflow == w))
+                    })
+                    .take(limit as usize)
+                    .collect();
+                let got: Vec<&str> = got.iter().map(|t| t.id.as_str()).collect();
+                assert_eq!(got, want, "{user} {roles:?} limit {limit} {workflow:?}");
+            }
+        }
+    }
+    // The order itself: due dates ascending, undated last.
+    let dues: Vec<i64> = all.iter().map(|t| t.due_at.unwrap_or(i64::MAX)).collect();
+    assert!(dues.windows(2).all(|w| w[0] <= w[1]), "{dues:?}");
+    assert!(all.last().unwrap().due_at.is_none());
 }

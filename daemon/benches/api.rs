@@ -4,7 +4,8 @@
 //! ```text
 //! cargo bench -p clearflow --bench api -- [--seconds N] [--connections N] [--tasks N]
 //!                                         [--durability normal|full] [--pool N]
-//!                                         [--page N] [--only healthz,tasks,show,start]
+//!                                         [--page N] [--history N]
+//!                                         [--only healthz,tasks,show,start,inbox,case,status]
 //! ```
 //!
 //! The bench writes a configuration in a temporary folder (SQLite store, maildir
@@ -25,6 +26,16 @@
 //! - **start**: `POST /v1/instances` as `starter`: a new instance of a two-step workflow
 //!   (a `set`, then a wait for an event) with a distinct input each time; the engine
 //!   worker runs the new instances in the same daemon meanwhile.
+//! - **inbox**: `GET /inbox` (the console's HTML inbox, first page of 50 sorted by due
+//!   date with "due in N working days") as `clerk`, signed in with a session cookie
+//!   (made through `[web.proxy_auth]` from loopback): every open task is the clerk's
+//!   role's, so `--tasks 10000` is an inbox over 10,000 open tasks.
+//! - **case**: `GET /cases/{id}` as `clerk`: the case page (SVG diagram, timeline, open
+//!   tasks, timers, links, mails) of an instance whose loop left `--history` (500)
+//!   history rows.
+//! - **status**: `POST /follow` with a receipt code: the whistleblower's status page,
+//!   bound by the Argon2id check of the code (the bench lifts the rate limits, which by
+//!   default allow 10 checks a minute per address and 20 an hour per code).
 //!
 //! Every request is authenticated (a token lookup in the store per request). The
 //! figures are requests/s, p50/p99/max latency, the count of non-2xx answers and
@@ -54,6 +65,42 @@ steps:
   - end: done
 "#;
 
+/// A case with a long history: a loop of `set` steps, then a task for the clerks.
+const CASE_WORKFLOW: &str = r#"
+id: bench-case
+title: a long history, then a task
+roles: [clerk]
+steps:
+  - id: init
+    set: { i: 0 }
+  - id: again
+    set: { i: "${ vars.i + 1 }" }
+  - id: loop
+    switch:
+      - when: vars.i < input.rounds
+        goto: again
+  - id: look
+    task: { role: clerk, title: "look at the history", notify_assigned: false }
+  - end: done
+"#;
+
+/// The intake workflow of the status scenario.
+const INTAKE_WORKFLOW: &str = r#"
+id: bench-intake
+title: a complaint
+input:
+  type: object
+  properties:
+    case_number: { type: string }
+    content: { type: string }
+steps:
+  - id: received
+    set: { public_status: received }
+  - id: parked
+    wait: { event: go }
+  - end: done
+"#;
+
 /// Started by the start scenario: one step, then a wait that parks the instance.
 const START_WORKFLOW: &str = r#"
 id: bench-start
@@ -74,6 +121,7 @@ struct Args {
     pool: u32,
     only: Option<Vec<String>>,
     page: u32,
+    history: usize,
 }
 
 fn args() -> Args {
@@ -85,6 +133,7 @@ fn args() -> Args {
         pool: 4,
         only: None,
         page: 50,
+        history: 500,
     };
     let all: Vec<String> = std::env::args().skip(1).collect();
     let mut it = all.iter();
@@ -104,6 +153,7 @@ fn args() -> Args {
             "--tasks" => a.tasks = num(arg, value(arg)).max(1) as usize,
             "--page" => a.page = num(arg, value(arg)).clamp(1, 1000) as u32,
             "--pool" => a.pool = num(arg, value(arg)).max(1) as u32,
+            "--history" => a.history = num(arg, value(arg)).max(1) as usize,
             "--durability" => a.durability = value(arg),
             "--only" => a.only = Some(value(arg).split(',').map(str::to_owned).collect()),
             // cargo bench passes `--bench`.
@@ -135,6 +185,8 @@ impl Daemon {
         std::fs::create_dir_all(dir.join("store")).expect("store folder");
         std::fs::write(wf.join("bench-task.yaml"), TASK_WORKFLOW).expect("workflow");
         std::fs::write(wf.join("bench-start.yaml"), START_WORKFLOW).expect("workflow");
+        std::fs::write(wf.join("bench-case.yaml"), CASE_WORKFLOW).expect("workflow");
+        std::fs::write(wf.join("bench-intake.yaml"), INTAKE_WORKFLOW).expect("workflow");
         let users = dir.join("users.toml");
         let mut text = String::new();
         for (id, role) in [
@@ -161,7 +213,10 @@ impl Daemon {
                  [directory]\nusers = \"{users}\"\n\n\
                  [mail.transport]\nkind = \"maildir\"\npath = \"{maildir}\"\n\n\
                  [roles.clerk]\ntasks = true\n\n[roles.reader]\nread_instances = true\n\n\
-                 [roles.starter]\nstart = [\"*\"]\n",
+                 [roles.starter]\nstart = [\"*\"]\n\n\
+                 [intake]\nworkflow = \"bench-intake\"\nstatus_per_minute = 1000000\nstatus_burst = 1000000\n\
+                 receipt_per_hour = 1000000000\nreceipt_burst = 1000000\nintake_per_hour = 1000000\nintake_burst = 1000\n\n\
+                 [web.proxy_auth]\nheader = \"X-Remote-User\"\ntrusted = [\"127.0.0.1\"]\n",
                 db = dir.join("store/bench.db").display(),
                 durability = a.durability,
                 pool = a.pool,
@@ -179,6 +234,11 @@ impl Daemon {
             .arg(&config)
             .current_dir(dir)
             .env_remove("RUST_LOG")
+            // 32 bytes, base64: the key intake seals identities and receipt codes with.
+            .env(
+                "CLEARFLOW_IDENTITY_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
@@ -236,8 +296,19 @@ struct Scenario {
     method: reqwest::Method,
     path: String,
     token: Option<String>,
+    /// More headers (a session cookie).
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+}
+
+/// What a scenario's request carries.
+#[derive(Clone)]
+enum Body {
+    None,
     /// A JSON body made from the request's sequence number.
-    body: Option<fn(u64) -> Value>,
+    Json(fn(u64) -> Value),
+    /// A fixed urlencoded form.
+    Form(String),
 }
 
 struct Outcome {
@@ -281,8 +352,17 @@ async fn drive(
                 if let Some(t) = &s.token {
                     req = req.bearer_auth(t);
                 }
-                if let Some(body) = s.body {
-                    req = req.json(&body(seq.fetch_add(1, Relaxed)));
+                for (k, v) in &s.headers {
+                    req = req.header(*k, v);
+                }
+                match &s.body {
+                    Body::None => {}
+                    Body::Json(body) => req = req.json(&body(seq.fetch_add(1, Relaxed))),
+                    Body::Form(f) => {
+                        req = req
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(f.clone());
+                    }
                 }
                 let result = match req.send().await {
                     Ok(r) => {
@@ -337,6 +417,13 @@ async fn drive(
     // Requests still in flight at `until` finish after it; count the real span.
     let span = started.elapsed().saturating_sub(warmup);
     (all, span)
+}
+
+/// Whether a shown instance waits at a task step.
+fn waits_for_a_task(shown: &Value) -> bool {
+    shown["waiting"]
+        .as_object()
+        .is_some_and(|w| w.values().any(|t| t["wait"]["for"] == "task"))
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -458,9 +545,96 @@ fn main() {
             .expect("json");
         v["history"].as_array().map_or(0, Vec::len)
     });
+    // The case with a long history, a session for the console, a filed complaint.
+    let (case, case_rows, session, receipt, open_tasks) = rt.block_on(async {
+        // Every seeded task open: the engine runs instances oldest first, so the last.
+        let last = seeded.last().expect("seeded").clone();
+        loop {
+            let v: Value = client
+                .get(format!("{base}/v1/instances/{last}"))
+                .bearer_auth(&reader)
+                .send()
+                .await
+                .expect("show")
+                .json()
+                .await
+                .expect("json");
+            if waits_for_a_task(&v) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(600),
+                "the last seeded instance has no task: {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Each loop round writes two history rows (its two steps).
+        let rounds = (a.history / 2).max(1);
+        let v: Value = client
+            .post(format!("{base}/v1/instances"))
+            .bearer_auth(&starter)
+            .json(&json!({ "workflow": "bench-case", "input": { "rounds": rounds } }))
+            .send()
+            .await
+            .expect("start the case")
+            .json()
+            .await
+            .expect("json");
+        let case = v["id"].as_str().expect("id").to_owned();
+        let rows = loop {
+            let v: Value = client
+                .get(format!("{base}/v1/instances/{case}"))
+                .bearer_auth(&reader)
+                .send()
+                .await
+                .expect("show")
+                .json()
+                .await
+                .expect("json");
+            if waits_for_a_task(&v) {
+                break v["history"].as_array().map_or(0, Vec::len);
+            }
+            assert!(
+                Instant::now() < deadline + Duration::from_secs(120),
+                "the case did not reach its task: {v}\n{}",
+                daemon.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let signed_in = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+            .get(format!("{base}/sign-in"))
+            .header("X-Remote-User", "clerk")
+            .send()
+            .await
+            .expect("sign in");
+        let session = signed_in
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        let filed: Value = client
+            .post(format!("{base}/v1/public/intake"))
+            .json(&json!({ "case": { "content": "bench" } }))
+            .send()
+            .await
+            .expect("intake")
+            .json()
+            .await
+            .expect("json");
+        let receipt = filed["receipt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no receipt: {filed}"))
+            .to_owned();
+        (case, rows, session, receipt, a.tasks + 1)
+    });
     println!(
         "seeded {} instances with an open task each; a task page holds {page} tasks, the \
-         shown instance {history_rows} history rows\n",
+         shown instance {history_rows} history rows, the case page's instance {case_rows}\n",
         seeded.len()
     );
 
@@ -471,7 +645,8 @@ fn main() {
             method: reqwest::Method::GET,
             path: "/healthz".into(),
             token: None,
-            body: None,
+            headers: vec![],
+            body: Body::None,
         },
         Scenario {
             name: "tasks",
@@ -482,7 +657,8 @@ fn main() {
             method: reqwest::Method::GET,
             path: format!("/v1/tasks?limit={}", a.page),
             token: Some(clerk),
-            body: None,
+            headers: vec![],
+            body: Body::None,
         },
         Scenario {
             name: "show",
@@ -490,15 +666,44 @@ fn main() {
             method: reqwest::Method::GET,
             path: format!("/v1/instances/{shown}"),
             token: Some(reader),
-            body: None,
+            headers: vec![],
+            body: Body::None,
         },
         Scenario {
             name: "start",
             what: "POST /v1/instances (start) as a starter".into(),
             method: reqwest::Method::POST,
             path: "/v1/instances".into(),
-            token: Some(starter),
-            body: Some(|n| json!({ "workflow": "bench-start", "input": { "n": n } })),
+            token: Some(starter.clone()),
+            headers: vec![],
+            body: Body::Json(|n| json!({ "workflow": "bench-start", "input": { "n": n } })),
+        },
+        Scenario {
+            name: "inbox",
+            what: format!("GET /inbox, signed in ({open_tasks} open tasks of the role)"),
+            method: reqwest::Method::GET,
+            path: "/inbox".into(),
+            token: None,
+            headers: vec![("cookie", session.clone())],
+            body: Body::None,
+        },
+        Scenario {
+            name: "case",
+            what: format!("GET /cases/{{id}}, signed in ({case_rows} history rows)"),
+            method: reqwest::Method::GET,
+            path: format!("/cases/{case}"),
+            token: None,
+            headers: vec![("cookie", session.clone())],
+            body: Body::None,
+        },
+        Scenario {
+            name: "status",
+            what: "POST /follow with a receipt code (Argon2id; limits lifted)".into(),
+            method: reqwest::Method::POST,
+            path: "/follow".into(),
+            token: None,
+            headers: vec![],
+            body: Body::Form(format!("receipt={receipt}")),
         },
     ];
     let daemon_pid = daemon.child.id();

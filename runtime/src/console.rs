@@ -414,7 +414,15 @@ impl Runtime {
 }
 
 impl Runtime {
-    /// The case number of an instance (`input.case_number`), or an empty string.
+    /// The case numbers (`input.case_number`) of `instances` that have one.
+    pub async fn case_numbers(
+        &self,
+        instances: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        self.store().case_numbers(instances).await
+    }
+
+    /// The case number of an instance ("" when it has none).
     pub async fn case_number(&self, instance: &str) -> Result<String, StoreError> {
         Ok(self
             .store()

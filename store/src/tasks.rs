@@ -337,89 +337,87 @@ impl Store {
         Ok(row.as_ref().map(task_row).transpose()?)
     }
 
-    /// Tasks matching `f`, highest priority first, then oldest first.
+    /// Tasks matching `f`, highest priority first, then oldest first (or, with
+    /// `order_by_due`, the soonest due first, tasks without a due date last).
+    ///
+    /// An inbox — open tasks visible to a user, by due date — is one index-ordered
+    /// subquery per way a task can be the user's (assigned, claimed, each of their
+    /// roles; made disjoint so none is listed twice), each stopping at the page's limit,
+    /// merged and cut to the limit: a page costs the same with ten or ten thousand open
+    /// tasks (the `tasks_open_*_due` indexes).
     pub async fn list_tasks(&self, f: &TaskFilter) -> Result<Vec<TaskRow>, StoreError> {
-        let mut clauses: Vec<String> = Vec::new();
         let mut binds: Vec<Bind> = Vec::new();
-        let next = |binds: &mut Vec<Bind>, b: Bind| {
-            binds.push(b);
-            format!("${}", binds.len())
-        };
-        if let Some((user, roles)) = &f.visible_to {
-            let u1 = next(&mut binds, Bind::Text(user.clone()));
-            let u2 = next(&mut binds, Bind::Text(user.clone()));
-            let mut alts = vec![format!("assignee = {u1}"), format!("claimed_by = {u2}")];
-            if !roles.is_empty() {
-                let list: Vec<String> = roles
-                    .iter()
-                    .map(|r| next(&mut binds, Bind::Text(r.clone())))
-                    .collect();
-                alts.push(format!("role IN ({})", list.join(", ")));
-            }
-            clauses.push(format!("({})", alts.join(" OR ")));
-        }
-        if let Some(user) = &f.mine {
-            let u1 = next(&mut binds, Bind::Text(user.clone()));
-            let u2 = next(&mut binds, Bind::Text(user.clone()));
-            clauses.push(format!("(assignee = {u1} OR claimed_by = {u2})"));
-        }
-        // A known status goes into the text: bound, it would make SQLite re-prepare the
-        // statement at every execution (the partial indexes' `WHERE status = 'open'` is
-        // checked against the bound value, which marks the statement expired on each
-        // new binding), and it would hide those indexes from the plan of the page.
-        let mut status = f.status.as_ref();
-        if let Some(known) = status.and_then(|st| {
-            ["open", "completed", "rejected", "cancelled"]
-                .into_iter()
-                .find(|k| k == st)
-        }) {
-            clauses.push(format!("status = '{known}'"));
-            status = None;
-        }
-        for (col, v) in [
-            ("role", &f.role),
-            ("status", &status.cloned()),
-            ("workflow", &f.workflow),
-            ("instance_id", &f.instance),
-        ] {
-            if let Some(v) = v {
-                let p = next(&mut binds, Bind::Text(v.clone()));
-                clauses.push(format!("{col} = {p}"));
-            }
-        }
-        if let Some(t) = f.due_before {
-            let p = next(&mut binds, Bind::Int(t));
-            clauses.push(format!("due_at IS NOT NULL AND due_at < {p}"));
-        }
-        if let Some((prio, created, id)) = &f.after {
-            let p1 = next(&mut binds, Bind::Int(*prio));
-            let p2 = next(&mut binds, Bind::Int(*prio));
-            let c1 = next(&mut binds, Bind::Int(*created));
-            let c2 = next(&mut binds, Bind::Int(*created));
-            let i = next(&mut binds, Bind::Text(id.clone()));
-            clauses.push(format!(
-                "(priority < {p1} OR (priority = {p2} AND (created_at > {c1} OR (created_at = {c2} AND id > {i}))))"
-            ));
-        }
-        if let Some(number) = &f.case_number {
-            let p = next(&mut binds, Bind::Text(number.clone()));
-            clauses.push(format!(
-                "instance_id IN (SELECT id FROM instances WHERE case_number = {p})"
-            ));
-        }
-        let limit = next(&mut binds, Bind::Int(i64::from(f.limit.max(1))));
-        let filter = if clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", clauses.join(" AND "))
-        };
         let order = if f.order_by_due {
-            "CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, priority DESC, created_at, id"
+            // NULLs last without a CASE, so that the `tasks_open_*_due` indexes serve it.
+            "COALESCE(due_at, 9223372036854775807), priority DESC, created_at, id"
         } else {
             "priority DESC, created_at, id"
         };
-        let sql =
-            format!("SELECT {TASK_COLUMNS} FROM tasks {filter} ORDER BY {order} LIMIT {limit}");
+        let open_only = f.status.as_deref() == Some("open");
+        let sql = match &f.visible_to {
+            Some((user, roles)) if f.order_by_due && open_only => {
+                let mut roles: Vec<&String> = roles.iter().collect();
+                roles.sort_unstable();
+                roles.dedup();
+                let mut parts = Vec::new();
+                let mut alternatives: Vec<Vec<String>> = Vec::new();
+                let u = next(&mut binds, Bind::Text(user.clone()));
+                alternatives.push(vec![format!("assignee = {u}")]);
+                let u1 = next(&mut binds, Bind::Text(user.clone()));
+                let u2 = next(&mut binds, Bind::Text(user.clone()));
+                alternatives.push(vec![
+                    format!("claimed_by = {u1}"),
+                    format!("(assignee IS NULL OR assignee <> {u2})"),
+                ]);
+                for r in roles {
+                    let r = next(&mut binds, Bind::Text(r.clone()));
+                    let u1 = next(&mut binds, Bind::Text(user.clone()));
+                    let u2 = next(&mut binds, Bind::Text(user.clone()));
+                    alternatives.push(vec![
+                        format!("role = {r}"),
+                        format!("(assignee IS NULL OR assignee <> {u1})"),
+                        format!("(claimed_by IS NULL OR claimed_by <> {u2})"),
+                    ]);
+                }
+                for (i, mut alt) in alternatives.into_iter().enumerate() {
+                    alt.extend(common_clauses(f, &mut binds));
+                    let limit = next(&mut binds, Bind::Int(i64::from(f.limit.max(1))));
+                    parts.push(format!(
+                        "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks WHERE {} ORDER BY {order} LIMIT {limit}) AS way{i}",
+                        alt.join(" AND ")
+                    ));
+                }
+                let limit = next(&mut binds, Bind::Int(i64::from(f.limit.max(1))));
+                format!(
+                    "SELECT * FROM ({}) AS inbox ORDER BY {order} LIMIT {limit}",
+                    parts.join(" UNION ALL ")
+                )
+            }
+            _ => {
+                let mut clauses = Vec::new();
+                if let Some((user, roles)) = &f.visible_to {
+                    let u1 = next(&mut binds, Bind::Text(user.clone()));
+                    let u2 = next(&mut binds, Bind::Text(user.clone()));
+                    let mut alts = vec![format!("assignee = {u1}"), format!("claimed_by = {u2}")];
+                    if !roles.is_empty() {
+                        let list: Vec<String> = roles
+                            .iter()
+                            .map(|r| next(&mut binds, Bind::Text(r.clone())))
+                            .collect();
+                        alts.push(format!("role IN ({})", list.join(", ")));
+                    }
+                    clauses.push(format!("({})", alts.join(" OR ")));
+                }
+                clauses.extend(common_clauses(f, &mut binds));
+                let limit = next(&mut binds, Bind::Int(i64::from(f.limit.max(1))));
+                let filter = if clauses.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHERE {}", clauses.join(" AND "))
+                };
+                format!("SELECT {TASK_COLUMNS} FROM tasks {filter} ORDER BY {order} LIMIT {limit}")
+            }
+        };
         let mut q = sqlx::query(&sql);
         for b in binds {
             q = match b {
@@ -526,4 +524,65 @@ impl Store {
 enum Bind {
     Text(String),
     Int(i64),
+}
+
+/// Pushes `b` and returns its placeholder.
+fn next(binds: &mut Vec<Bind>, b: Bind) -> String {
+    binds.push(b);
+    format!("${}", binds.len())
+}
+
+/// The clauses of `f` besides visibility, their values pushed onto `binds`.
+fn common_clauses(f: &TaskFilter, binds: &mut Vec<Bind>) -> Vec<String> {
+    let mut clauses = Vec::new();
+    if let Some(user) = &f.mine {
+        let u1 = next(binds, Bind::Text(user.clone()));
+        let u2 = next(binds, Bind::Text(user.clone()));
+        clauses.push(format!("(assignee = {u1} OR claimed_by = {u2})"));
+    }
+    // A known status goes into the text: bound, it would make SQLite re-prepare the
+    // statement at every execution (the partial indexes' `WHERE status = 'open'` is
+    // checked against the bound value, which marks the statement expired on each
+    // new binding), and it would hide those indexes from the plan of the page.
+    let mut status = f.status.as_ref();
+    if let Some(known) = status.and_then(|st| {
+        ["open", "completed", "rejected", "cancelled"]
+            .into_iter()
+            .find(|k| k == st)
+    }) {
+        clauses.push(format!("status = '{known}'"));
+        status = None;
+    }
+    for (col, v) in [
+        ("role", &f.role),
+        ("status", &status.cloned()),
+        ("workflow", &f.workflow),
+        ("instance_id", &f.instance),
+    ] {
+        if let Some(v) = v {
+            let p = next(binds, Bind::Text(v.clone()));
+            clauses.push(format!("{col} = {p}"));
+        }
+    }
+    if let Some(t) = f.due_before {
+        let p = next(binds, Bind::Int(t));
+        clauses.push(format!("due_at IS NOT NULL AND due_at < {p}"));
+    }
+    if let Some((prio, created, id)) = &f.after {
+        let p1 = next(binds, Bind::Int(*prio));
+        let p2 = next(binds, Bind::Int(*prio));
+        let c1 = next(binds, Bind::Int(*created));
+        let c2 = next(binds, Bind::Int(*created));
+        let i = next(binds, Bind::Text(id.clone()));
+        clauses.push(format!(
+            "(priority < {p1} OR (priority = {p2} AND (created_at > {c1} OR (created_at = {c2} AND id > {i}))))"
+        ));
+    }
+    if let Some(number) = &f.case_number {
+        let p = next(binds, Bind::Text(number.clone()));
+        clauses.push(format!(
+            "instance_id IN (SELECT id FROM instances WHERE case_number = {p})"
+        ));
+    }
+    clauses
 }

@@ -441,6 +441,28 @@ impl Store {
 }
 
 impl Store {
+    /// The case numbers of `instances` (those that have one), in one query per 500.
+    pub async fn case_numbers(
+        &self,
+        instances: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in instances.chunks(500) {
+            let sql = format!(
+                "SELECT id, case_number FROM instances WHERE case_number IS NOT NULL AND id IN ({})",
+                super::params(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("id")?, r.try_get("case_number")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The case number of an instance, when its input has one.
     pub async fn case_number(&self, instance: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT case_number FROM instances WHERE id = $1")

@@ -522,22 +522,25 @@ async fn inbox(State(s): State<AppState>, staff: Staff, Query(q): Query<InboxQue
     let skip = per_page * (page_no as usize - 1);
     let has_next = rows.len() > skip + per_page;
     let catalog = s.rt.catalog();
-    let mut numbers = BTreeMap::new();
+    let shown: Vec<&TaskRow> = rows.iter().skip(skip).take(per_page).collect();
+    let ids: Vec<String> = shown
+        .iter()
+        .map(|t| t.instance_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let numbers = match s.rt.case_numbers(&ids).await {
+        Ok(n) => n,
+        Err(e) => return internal(l, e),
+    };
     let mut out = Vec::new();
-    for t in rows.iter().skip(skip).take(per_page) {
+    for t in shown {
         let wf = catalog.get(&t.workflow).cloned();
         let due_in = t
             .due_at
             .zip(wf.as_ref())
             .map(|(d, wf)| s.rt.working_days_until(wf, d));
-        let number = match numbers.get(&t.instance_id) {
-            Some(n) => Clone::clone(n),
-            None => {
-                let n = s.rt.case_number(&t.instance_id).await.unwrap_or_default();
-                numbers.insert(t.instance_id.clone(), n.clone());
-                n
-            }
-        };
+        let number = numbers.get(&t.instance_id).cloned().unwrap_or_default();
         out.push(InboxRow {
             task: t.task_no,
             id: t.id.clone(),
@@ -960,9 +963,11 @@ async fn case_page(State(s): State<AppState>, staff: Staff, Path(id): Path<Strin
         })
         .await
     {
+        let ids: Vec<String> = children.iter().map(|c| c.id.clone()).collect();
+        let numbers = s.rt.case_numbers(&ids).await.unwrap_or_default();
         for ch in children {
             links.push(CaseLink {
-                number: s.rt.case_number(&ch.id).await.unwrap_or_default(),
+                number: numbers.get(&ch.id).cloned().unwrap_or_default(),
                 alias: ch.workflow.clone(),
                 instance: ch.id,
             });
