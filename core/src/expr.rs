@@ -42,6 +42,45 @@ pub struct ExprError {
     pub offset: usize,
 }
 
+/// The byte offset of the first `}}` outside a string literal.
+fn tag_end_outside_strings(src: &str) -> Option<usize> {
+    let mut brace: Option<usize> = None;
+    for (i, b) in unquoted(src, 0) {
+        if b == b'}' && brace == Some(i.wrapping_sub(1)) {
+            return brace;
+        }
+        brace = (b == b'}').then_some(i);
+    }
+    None
+}
+
+/// The bytes of `s` from `from` on that are outside quoted text (`'…'` or `"…"`, with
+/// backslash escapes, as MiniJinja reads them), with their offsets; quotes excluded.
+fn unquoted(s: &str, from: usize) -> impl Iterator<Item = (usize, u8)> + '_ {
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
+    s.bytes()
+        .enumerate()
+        .skip(from)
+        .filter_map(move |(i, b)| match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == q {
+                    quote = None;
+                }
+                None
+            }
+            None if b == b'\'' || b == b'"' => {
+                quote = Some(b);
+                None
+            }
+            None => Some((i, b)),
+        })
+}
+
 impl Expr {
     /// Compiles `src`; a `${ … }` wrapper around the whole text is accepted and removed.
     pub fn compile(src: &str) -> Result<Expr, ExprError> {
@@ -50,6 +89,17 @@ impl Expr {
             return Err(ExprError {
                 message: "empty expression".into(),
                 offset: 0,
+            });
+        }
+        // MiniJinja's expression lexer panics on a `}}` outside a string (it ends a
+        // template tag it never opened): refused here first, with its place.
+        if let Some(at) = tag_end_outside_strings(inner) {
+            return Err(ExprError {
+                message: format!(
+                    "bad expression `{}`: `}}}}` cannot appear in an expression outside a string",
+                    inner.trim()
+                ),
+                offset: shift + at,
             });
         }
         match ENV.compile_expression_owned(inner.to_owned()) {
@@ -132,29 +182,14 @@ fn unwrap_dollar(src: &str) -> (&str, usize) {
 /// Finds the `}` closing a `${` whose body starts at `from`, skipping quoted text and
 /// nested braces. Returns `None` when the body runs to the end.
 fn find_close(s: &str, from: usize) -> Option<usize> {
-    let bytes = s.as_bytes();
     let mut depth = 0usize;
-    let mut quote: Option<u8> = None;
-    let mut i = from;
-    while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) => {
-                if b == b'\\' {
-                    i += 1;
-                } else if b == q {
-                    quote = None;
-                }
-            }
-            None => match b {
-                b'\'' | b'"' => quote = Some(b),
-                b'{' => depth += 1,
-                b'}' if depth == 0 => return Some(i),
-                b'}' => depth -= 1,
-                _ => {}
-            },
+    for (i, b) in unquoted(s, from) {
+        match b {
+            b'{' => depth += 1,
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
         }
-        i += 1;
     }
     None
 }
@@ -381,6 +416,20 @@ mod tests {
 
     fn eval(src: &str, ctx: Value) -> Value {
         Expr::compile(src).unwrap().eval(&context(&ctx)).unwrap()
+    }
+
+    #[test]
+    fn a_tag_end_outside_a_string_is_refused_not_a_panic() {
+        // Found by `fuzz/` (target `expression`): MiniJinja panicked on these.
+        for src in ["input.case_nu}}er", "a }} b", "${ x }}", "'a' ~ b}}"] {
+            let e = Expr::compile(src).expect_err(src);
+            assert!(e.message.contains("cannot appear"), "{src}: {}", e.message);
+        }
+        let e = Expr::compile("${ ab}}c }").unwrap_err();
+        assert_eq!(e.offset, 5, "the offset points at the `}}}}`");
+        // Inside strings it is text.
+        assert_eq!(eval("x == '}}'", json!({"x": "}}"})), json!(true));
+        assert_eq!(eval(r#"x ~ "\"}}""#, json!({"x": "a"})), json!("a\"}}"));
     }
 
     #[test]
