@@ -53,6 +53,7 @@ fn console_end_to_end() {
     let mut f = Flagship::start(Backend::Sqlite, at);
     let intake_user = staff(&f, "li.na");
     let outsider = staff(&f, "lin.feng");
+    let admin = staff(&f, "ops");
     let out = f.d.dir.path().join("browser");
     let shots = std::env::var("CLEARFLOW_SCREENSHOTS")
         .map(PathBuf::from)
@@ -64,6 +65,7 @@ fn console_end_to_end() {
         .env("CLEARFLOW_URL", f.d.url())
         .env("CLEARFLOW_STAFF", &intake_user)
         .env("CLEARFLOW_OUTSIDER", &outsider)
+        .env("CLEARFLOW_ADMIN", &admin)
         .env("CLEARFLOW_SECRETS", format!("{NAME}|{PHONE}|{ID_NUMBER}"))
         .env("CLEARFLOW_SCREENSHOTS", &shots)
         .env("CLEARFLOW_REPORT", &report)

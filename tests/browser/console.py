@@ -46,6 +46,7 @@ SHOTS = os.environ["CLEARFLOW_SCREENSHOTS"]
 REPORT = os.environ["CLEARFLOW_REPORT"]
 NOW = int(os.environ["CLEARFLOW_NOW"])  # the daemon's manual clock, which TOTP counts on
 ADMIN_TOKEN = os.environ.get("CLEARFLOW_ADMIN_TOKEN", "")
+ADMIN_USER, ADMIN_PASSWORD = os.environ.get("CLEARFLOW_ADMIN", ":").split(":", 1)
 
 report = {"axe": {}, "pages": []}
 
@@ -119,6 +120,15 @@ def no_secrets(d, where):
     report["pages"].append(where)
 
 
+def known_false_positive(v):
+    """The axe-core that axe-selenium-python bundles predates the `one-time-code`
+    autocomplete token (valid HTML, what phones use to offer a texted or generated code):
+    that finding, on such fields only, is not a violation."""
+    return v["id"] == "autocomplete-valid" and all(
+        'autocomplete="one-time-code"' in n.get("html", "") for n in v.get("nodes", [])
+    )
+
+
 def axe(d, name):
     """axe-core on the page: no serious or critical violation."""
     from axe_selenium_python import Axe
@@ -126,7 +136,11 @@ def axe(d, name):
     a = Axe(d)
     a.inject()
     result = a.run()
-    bad = [v for v in result["violations"] if v.get("impact") in ("serious", "critical")]
+    bad = [
+        v
+        for v in result["violations"]
+        if v.get("impact") in ("serious", "critical") and not known_false_positive(v)
+    ]
     report["axe"][name] = {
         "violations": len(result["violations"]),
         "serious_or_critical": [v["id"] for v in bad],
@@ -175,6 +189,8 @@ def sign_in(d, user, password, enrol=True):
     if "/enrol" in d.current_url:
         secret = d.find_element(By.CSS_SELECTOR, "main code").text.strip()
         check(shows(d, "<svg"), "the enrolment page shows a QR code", d)
+        if "enrol" not in report["axe"]:  # the first enrolment of a run, in a browser with script
+            axe(d, "enrol")
         codes = [c.text for c in d.find_elements(By.CSS_SELECTOR, "main li code")]
         check(len(codes) == 10, "ten recovery codes are shown", d)
         shot(d, "enrol")
@@ -306,6 +322,7 @@ def main():
     out.get(case_url)
     check("You may not" in out.page_source or "您没有权限" in out.page_source, "a user without the role gets 403 and no data", out)
     check("请补充" not in out.page_source, "no case data is shown to them", out)
+    axe(out, "forbidden")
     # Lockout after repeated failures.
     lock = browser(javascript=False)
     for _ in range(6):
@@ -321,6 +338,17 @@ def main():
     check(shows(lock, "尝试次数过多"), "the account is locked after repeated failures", lock)
     ax.get(BASE + "/sign-in")
     axe(ax, "sign-in")
+
+    # ---- administration, every section under axe ---------------------------------------
+    ad = browser(javascript=True)
+    sign_in(ad, ADMIN_USER, ADMIN_PASSWORD)
+    for section in ["workflows", "instances", "outbox", "schedules", "audit", "users"]:
+        ad.get(BASE + f"/admin/{section}")
+        check(shows(ad, "<table"), f"the {section} administration page lists its rows", ad)
+        axe(ad, f"admin-{section}")
+    no_secrets(ad, "administration")
+    shot(ad, "admin-outbox")
+    ad.quit()
 
     # ---- 5. session expiry on the daemon's (manual) clock -----------------------------
     import urllib.request
