@@ -156,11 +156,56 @@ fn describe(e: &minijinja::Error) -> String {
     }
 }
 
+/// The most an expression's result may hold: elements and string bytes together.
+const MAX_RESULT_SIZE: usize = 16 << 20;
+/// The deepest an expression's result may nest.
+const MAX_RESULT_DEPTH: usize = 128;
+
 fn to_json(v: &minijinja::Value) -> Result<Value, String> {
     if v.is_undefined() {
         return Ok(Value::Null);
     }
+    // A repetition (`[0] * 999999999`) is lazy in MiniJinja but says its length up front,
+    // and serialising it would reserve that much memory at once: measured first.
+    let mut budget = MAX_RESULT_SIZE;
+    measure(v, &mut budget, 0)?;
     serde_json::to_value(v).map_err(|e| e.to_string())
+}
+
+/// Takes `v`'s size out of `budget` (lengths before items, so nothing huge is iterated),
+/// refusing a result over [`MAX_RESULT_SIZE`] or deeper than [`MAX_RESULT_DEPTH`].
+fn measure(v: &minijinja::Value, budget: &mut usize, depth: usize) -> Result<(), String> {
+    use minijinja::value::ValueKind;
+    let too_large = || format!("the result is larger than {MAX_RESULT_SIZE} elements and bytes");
+    if depth > MAX_RESULT_DEPTH {
+        return Err(format!(
+            "the result nests deeper than {MAX_RESULT_DEPTH} levels"
+        ));
+    }
+    let take = |budget: &mut usize, n: usize| -> Result<(), String> {
+        *budget = budget.checked_sub(n).ok_or_else(too_large)?;
+        Ok(())
+    };
+    match v.kind() {
+        ValueKind::String | ValueKind::Bytes => take(budget, v.len().unwrap_or(0)),
+        ValueKind::Seq | ValueKind::Iterable => {
+            take(budget, v.len().unwrap_or(0))?;
+            for item in v.try_iter().map_err(|e| e.to_string())? {
+                measure(&item, budget, depth + 1)?;
+            }
+            Ok(())
+        }
+        ValueKind::Map => {
+            take(budget, v.len().unwrap_or(0))?;
+            for key in v.try_iter().map_err(|e| e.to_string())? {
+                measure(&key, budget, depth + 1)?;
+                let item = v.get_item(&key).map_err(|e| e.to_string())?;
+                measure(&item, budget, depth + 1)?;
+            }
+            Ok(())
+        }
+        _ => take(budget, 1),
+    }
 }
 
 /// Turns JSON into an evaluation context.
@@ -416,6 +461,28 @@ mod tests {
 
     fn eval(src: &str, ctx: Value) -> Value {
         Expr::compile(src).unwrap().eval(&context(&ctx)).unwrap()
+    }
+
+    #[test]
+    fn a_huge_repetition_is_refused_not_allocated() {
+        // Found by `fuzz/` (target `expression`): serialising this reserved ~288 GB.
+        for src in [
+            "[040*00400554249058164650]*00400554249",
+            "[0] * 999999999",
+            "[[1, 2] * 99999999]",
+            "{'a': [0] * 99999999}",
+        ] {
+            let err = Expr::compile(src)
+                .unwrap()
+                .eval(&context(&json!({})))
+                .expect_err(src);
+            assert!(err.contains("larger than"), "{src}: {err}");
+        }
+        assert_eq!(eval("([1, 2] * 3) | length", json!({})), json!(6));
+        assert_eq!(
+            eval("[0] * 1000", json!({})).as_array().map(Vec::len),
+            Some(1000)
+        );
     }
 
     #[test]
