@@ -166,6 +166,9 @@ fn identity_separation_and_feedback_postgres() {
     let out = f.d.dir.path().join("browser");
     std::fs::create_dir_all(&out).expect("browser dir");
     let report = out.join("identity.json");
+    let shots = std::env::var("CLEARFLOW_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| out.join("screenshots"));
     let secrets = ["name", "phone", "id_number"].map(|k| r[k].as_str().unwrap().to_owned());
     let run = Command::new(&python)
         .arg(root().join("tests/browser/console.py"))
@@ -177,7 +180,7 @@ fn identity_separation_and_feedback_postgres() {
         .env("CLEARFLOW_INVESTIGATION", &fa)
         .env("CLEARFLOW_APPROVER", &approver)
         .env("CLEARFLOW_DRAFTER", &drafter)
-        .env("CLEARFLOW_SCREENSHOTS", out.join("screenshots"))
+        .env("CLEARFLOW_SCREENSHOTS", &shots)
         .env("CLEARFLOW_REPORT", &report)
         .env("CLEARFLOW_NOW", f.d.now().timestamp().to_string())
         .output()
@@ -260,7 +263,7 @@ fn identity_separation_and_feedback_postgres() {
         .env("CLEARFLOW_SECRETS", secrets.join("|"))
         .env("CLEARFLOW_RECEIPT", &receipt)
         .env("CLEARFLOW_FEEDBACK", result)
-        .env("CLEARFLOW_SCREENSHOTS", out.join("screenshots"))
+        .env("CLEARFLOW_SCREENSHOTS", &shots)
         .env("CLEARFLOW_REPORT", &report)
         .env("CLEARFLOW_NOW", f.d.now().timestamp().to_string())
         .output()
